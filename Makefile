@@ -1,0 +1,38 @@
+# 养怡 Yangyi — the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEPLOY := deploy/native
+
+.PHONY: run stop test install services migrate lint asyncapi bench-ingest clean-state
+
+install:
+	bash $(DEPLOY)/bootstrap.sh
+
+services: install
+	bash $(DEPLOY)/mosquitto.sh install
+	bash $(DEPLOY)/timescaledb.sh install
+
+migrate: services
+	$(VENV)/bin/yangyi-migrate --dsn "$$(bash $(DEPLOY)/timescaledb.sh dsn)"
+
+## Set everything up and run the system with a simulated county; prints the dashboard URL.
+run: migrate
+	bash $(DEPLOY)/run.sh start
+
+stop:
+	bash $(DEPLOY)/run.sh stop
+
+## Install, start the services and run the whole suite (unit, integration, end-to-end).
+test: services
+	bash $(DEPLOY)/run-tests.sh
+
+lint: install
+	$(VENV)/bin/ruff check edge server firmware_bridge tests bench
+	$(VENV)/bin/mypy
+
+asyncapi: install
+	$(VENV)/bin/yangyi-asyncapi --output docs/asyncapi.yaml
+
+bench-ingest: migrate
+	$(PY) -m bench.ingest

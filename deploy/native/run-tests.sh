@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Run the whole suite; fail loudly if no test ran (pytest exits 5 when it collects nothing).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+VENV=${YANGYI_VENV:-$root/.venv}
+"$VENV/bin/ruff" check edge server firmware_bridge tests bench || exit 1
+"$VENV/bin/mypy" || exit 1
+"$VENV/bin/pytest" "$@"
+rc=$?
+if [ $rc -eq 5 ]; then
+  echo "run-tests: pytest collected no tests — failing" >&2
+  exit 1
+fi
+exit $rc
