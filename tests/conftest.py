@@ -79,7 +79,9 @@ def restart_broker() -> Callable[[], None]:
 @pytest.fixture(scope="session")
 def tsdb_admin_dsn() -> str:
     _require("127.0.0.1", DB_PORT, "the project's TimescaleDB")
-    out = subprocess.run(["bash", str(DEPLOY / "timescaledb.sh"), "dsn"], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["bash", str(DEPLOY / "timescaledb.sh"), "dsn"], check=True, capture_output=True, text=True
+    )
     return out.stdout.strip()
 
 

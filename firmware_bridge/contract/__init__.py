@@ -2,6 +2,8 @@
 
 from .messages import (
     CONTRACT_VERSION,
+    EVENT_MODELS,
+    MODELS,
     CheckinMethod,
     Command,
     CommandName,
@@ -22,8 +24,6 @@ from .messages import (
     TapDecision,
     TelemetryEvent,
     decode,
-    EVENT_MODELS,
-    MODELS,
 )
 from .topics import (
     ROOT,
