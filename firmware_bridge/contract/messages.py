@@ -211,7 +211,10 @@ EVENT_MODELS: dict[Channel, type[EventHeader]] = {
 }
 
 MODELS: dict[Channel | PointChannel, type[Message]] = {
-    **EVENT_MODELS,
+    Channel.DINER: DinerEvent,
+    Channel.TELEMETRY: TelemetryEvent,
+    Channel.SAFETY: SafetyEvent,
+    Channel.COUNT: CountEvent,
     Channel.STATUS: DeviceStatus,
     PointChannel.CONFIG: PointConfig,
     PointChannel.ROSTER: Roster,
