@@ -1,0 +1,1 @@
+"""Device simulators that speak our codecs from the device side over pseudo-terminals."""
