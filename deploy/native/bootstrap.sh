@@ -8,7 +8,7 @@ root=$(cd "$here/../.." && pwd)
 VENV=${YANGYI_VENV:-$root/.venv}
 PYTHON=${PYTHON:-python3}
 
-apt_install ca-certificates python3 python3-venv python3-dev gcc make mosquitto mosquitto-clients sqlite3 procps
+apt_install ca-certificates curl python3 python3-venv python3-dev gcc make mosquitto mosquitto-clients sqlite3 procps
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   log "Python 3.11 or newer is required ($PYTHON is $("$PYTHON" --version 2>&1))"; exit 1
 fi
