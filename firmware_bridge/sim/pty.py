@@ -13,6 +13,7 @@ import errno
 import logging
 import os
 import select
+import threading
 import time
 import tty
 from pathlib import Path
@@ -134,3 +135,85 @@ class Pty:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class PtyBridge:
+    """Two ptys joined back to back, like a null-modem cable, for peers that open a device by path.
+
+    A peer we did not write (pymodbus's serial server, the `dlt645` package's meter) opens side
+    `a`; the program under test opens side `b`. A relay thread copies bytes both ways. `unplug(side)`
+    and `plug(side)` remove and recreate one side's node (bytes meant for an unplugged side are lost,
+    as on a real bus).
+    """
+
+    RELAY_POLL_SECONDS = 0.02
+
+    def __init__(
+        self,
+        link_a: str | os.PathLike[str] | None = None,
+        link_b: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.a = Pty(link_a)
+        self.b = Pty(link_b)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> tuple[str, str]:
+        """Open both sides and start relaying; return (path of a, path of b)."""
+        with self._lock:
+            self.a.open()
+            self.b.open()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._relay, name="pty-bridge", daemon=True)
+        self._thread.start()
+        return self.a.path, self.b.path
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        with self._lock:
+            self.a.close()
+            self.b.close()
+
+    def unplug(self, side: str = "b") -> None:
+        with self._lock:
+            self._side(side).close()
+
+    def plug(self, side: str = "b") -> str:
+        with self._lock:
+            return self._side(side).open()
+
+    def _side(self, side: str) -> Pty:
+        if side not in ("a", "b"):
+            raise ValueError(f"side must be 'a' or 'b', not {side!r}")
+        return self.a if side == "a" else self.b
+
+    def _relay(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                fds = {p.master_fd: p for p in (self.a, self.b) if p.is_open}
+                ready = select.select(list(fds), [], [], 0)[0] if fds else []
+                for fd in ready:
+                    src = fds[fd]
+                    dst = self.b if src is self.a else self.a
+                    try:
+                        data = src.read(4096, timeout=0)
+                    except DeviceIOError:
+                        continue
+                    if data and dst.is_open:
+                        with contextlib.suppress(DeviceIOError):
+                            dst.write(data, timeout=0.5)
+            if not ready:
+                time.sleep(self.RELAY_POLL_SECONDS)
+
+    def __enter__(self) -> PtyBridge:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
