@@ -61,6 +61,8 @@ class MqttSettings(BaseSettings):
     client_id: str = Field(default="yangyi-ingest", min_length=1, max_length=64)
     # Empty: a plain subscription. A name: `$share/<name>/...` so several workers split the stream.
     share_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # "+" takes every meal point; one point id restricts the worker to it (tests, debugging).
+    subscribe_point: str = Field(default="+", pattern=r"^(\+|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$")
     # How long the broker keeps the worker's session and queues while it is away.
     session_expiry_s: int = Field(default=7 * 86400, ge=0)
     # Unacked QoS 1 messages the broker may have in flight to us; bounds one batch's size in practice.

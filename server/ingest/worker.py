@@ -1,0 +1,154 @@
+"""`yangyi-ingest`: the MQTT subscriber that feeds the batch writer and acks after each commit."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from firmware_bridge.contract import Channel, device_filter
+from server.errors import ConfigError
+from server.settings import Settings, load_settings
+
+from .batch import Inbound
+from .writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_SECONDS = 1
+RECONNECT_MAX_SECONDS = 30
+INGEST_CHANNELS = (Channel.DINER, Channel.TELEMETRY, Channel.SAFETY, Channel.COUNT, Channel.STATUS)
+
+
+def subscription_filters(share_group: str | None, point: str = "+") -> list[str]:
+    """The contract's device topics, as shared subscriptions when a group is given."""
+    filters = [device_filter(ch, point) for ch in INGEST_CHANNELS]
+    if share_group:
+        filters = [f"$share/{share_group}/{f}" for f in filters]
+    return filters
+
+
+class IngestWorker:
+    """One MQTT session (persistent, manual ack) feeding one BatchWriter."""
+
+    def __init__(self, settings: Settings, client_id: str | None = None, share_group: str | None = None) -> None:
+        self.settings = settings
+        m = settings.mqtt
+        self.client_id = client_id or m.client_id
+        self.share_group = share_group if share_group is not None else m.share_group
+        self.writer = BatchWriter(settings.db.resolved_dsn(), settings.ingest, self._ack)
+        self.connected = threading.Event()
+        self._gen = 0  # bumped per connection: acks are only sent on the connection a message came on
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.username_pw_set(m.username, m.resolved_password())
+        client.reconnect_delay_set(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self.client = client
+
+    def start(self) -> None:
+        m = self.settings.mqtt
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = m.session_expiry_s
+        props.ReceiveMaximum = m.receive_maximum
+        self.writer.start()
+        self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s, clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """Stop taking messages, let the writer commit and ack what it holds, then disconnect."""
+        self.writer.stop()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason: ReasonCode, properties: Properties | None) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            return
+        self._gen += 1
+        log.info("connected to %s:%s as %s (session present: %s)", self.settings.mqtt.host,
+                 self.settings.mqtt.port, self.client_id, flags.session_present)
+        # retainHandling=1: retained statuses only when the subscription is new, not on every reconnect.
+        options = SubscribeOptions(qos=1, retainHandling=1)
+        client.subscribe([(f, options) for f in subscription_filters(self.share_group, self.settings.mqtt.subscribe_point)])
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason: ReasonCode, properties: Properties | None) -> None:
+        self.connected.clear()
+        log.info("disconnected from the broker: %s", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = repr(msg._topic)  # keeps the message as a dead letter instead of losing it
+        # paho types payload as bytes | bytearray; it is always bytes sliced from the packet.
+        payload: bytes = msg.payload  # type: ignore[assignment]
+        self.writer.queue.put(Inbound(topic, payload, msg.mid, msg.qos, msg.retain, self._gen))
+
+    def _ack(self, messages: list[Inbound]) -> None:
+        gen = self._gen
+        ack = self.client.ack
+        for m in messages:
+            # A message from an earlier connection is redelivered by the broker; the receipt dedupes it.
+            if m.qos and m.gen == gen:
+                ack(m.mid, m.qos)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script `yangyi-ingest`."""
+    parser = argparse.ArgumentParser(prog="yangyi-ingest", description=__doc__)
+    parser.add_argument("--client-id", help="MQTT client id (stable: it names the persistent session)")
+    parser.add_argument("--share-group", help="subscribe as $share/<group>/... to split with other workers")
+    parser.add_argument("--validate-config", action="store_true", help="check the settings and exit")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        worker = IngestWorker(settings, client_id=args.client_id, share_group=args.share_group)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    if args.validate_config:
+        print("settings OK")
+        return 0
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    worker.start()
+    while not done.wait(1.0):
+        if not worker.writer.alive:
+            log.error("the writer thread died; exiting so the supervisor restarts the worker")
+            worker.client.loop_stop()
+            return 1
+    worker.stop()
+    log.info("stopped; %s", worker.writer.stats.snapshot())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

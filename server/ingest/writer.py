@@ -1,0 +1,219 @@
+"""The batch writer thread: gather, validate, write in one transaction, then ack — never before commit."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from server.settings import IngestSettings
+
+from .batch import DeadLetter, DeadReason, Inbound, PreparedBatch, Preparer
+from .repository import WriteResult, write_batch, write_dead_letters
+
+log = logging.getLogger(__name__)
+
+# TEST-ONLY fault hook: when set to N, the process exits (status 17) right after the N-th committed
+# batch and before that batch is acked, to prove that redelivery after a crash makes no duplicate.
+CRASH_AFTER_COMMIT_ENV = "YANGYI_INGEST_TEST_CRASH_AFTER_COMMIT"
+CRASH_EXIT_STATUS = 17
+STATS_INTERVAL_SECONDS = 10.0
+
+# Errors that say "the database or the connection is unavailable": retry the same batch.
+_RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+class Stats:
+    """Counters since start; read by the logger and by tests."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.batches = 0
+        self.new_events = 0
+        self.duplicates = 0
+        self.rows = 0
+        self.dead_letters = 0
+        self.statuses = 0
+        self.retries = 0
+
+    def add(self, n_messages: int, r: WriteResult, in_batch_duplicates: int) -> None:
+        self.messages += n_messages
+        self.batches += 1
+        self.new_events += r.new_events
+        self.duplicates += r.duplicate_events + in_batch_duplicates
+        self.rows += r.rows
+        self.dead_letters += r.dead_letters
+        self.statuses += r.statuses
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+class BatchWriter:
+    """Consumes Inbound messages from `queue`; `ack` is called with each batch after its commit."""
+
+    def __init__(
+        self,
+        dsn: str,
+        settings: IngestSettings,
+        ack: Callable[[list[Inbound]], None],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.dsn = dsn
+        self.settings = settings
+        self.queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+        self.stats = Stats()
+        self._ack = ack
+        self._now = now
+        self._monotonic = monotonic
+        self._preparer = Preparer(settings.max_payload_bytes)
+        self._conn: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        crash = os.environ.get(CRASH_AFTER_COMMIT_ENV, "")
+        self._crash_after = int(crash) if crash.isdigit() else 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in hand (commit and ack), then stop; queued messages stay unacked."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        last_stats = self._monotonic()
+        while not self._stop.is_set():
+            batch = self._gather()
+            if batch:
+                self.process(batch)
+            if self._monotonic() - last_stats >= STATS_INTERVAL_SECONDS:
+                last_stats = self._monotonic()
+                if self.stats.messages:
+                    log.info("ingest stats %s", self.stats.snapshot())
+
+    def _gather(self) -> list[Inbound]:
+        q = self.queue
+        try:
+            first = q.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        batch = [first]
+        limit = self.settings.batch_max
+        deadline = self._monotonic() + self.settings.batch_latency_s
+        while len(batch) < limit:
+            try:
+                batch.append(q.get_nowait())
+            except queue.Empty:
+                remaining = deadline - self._monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(q.get(timeout=remaining))
+                except queue.Empty:
+                    break
+        return batch
+
+    def process(self, messages: list[Inbound]) -> bool:
+        """Validate, write and commit one batch, then ack it; False if stopped before commit."""
+        prepared = self._preparer.prepare(messages, self._now())
+        result = self._write_with_retry(prepared)
+        if result is None:
+            if self._stop.is_set():
+                return False
+            result = self._write_one_by_one(messages)
+            if result is None:
+                return False
+        self.stats.add(len(messages), result, prepared.duplicates)
+        if self._crash_after and self.stats.batches >= self._crash_after:
+            log.warning("test fault hook %s: exiting after commit, before ack", CRASH_AFTER_COMMIT_ENV)
+            os._exit(CRASH_EXIT_STATUS)
+        self._ack(messages)
+        return True
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _write_with_retry(self, prepared: PreparedBatch) -> WriteResult | None:
+        """Commit the batch, retrying with backoff while the database is unavailable.
+
+        Returns None when stopped, or when the database rejected the batch's data (then the caller
+        writes the messages one by one so only the offending one becomes a dead letter).
+        """
+        delay = self.settings.retry_initial_s
+        while not self._stop.is_set():
+            try:
+                conn = self._connection()
+                with conn.transaction():
+                    return write_batch(conn, prepared)
+            except _RETRYABLE as exc:
+                self.stats.retries += 1
+                log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
+                self._drop_connection()
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+            except psycopg.Error as exc:
+                log.warning("database rejected a batch (%s); writing its messages one by one", exc)
+                return None
+        return None
+
+    def _write_one_by_one(self, messages: list[Inbound]) -> WriteResult | None:
+        total = WriteResult(0, 0, 0, 0, 0)
+        for m in messages:
+            prepared = self._preparer.prepare([m], self._now())
+            result = self._write_with_retry(prepared)
+            if result is None:
+                if self._stop.is_set():
+                    return None
+                result = self._write_rejected(m)
+                if result is None:
+                    return None
+            total = WriteResult(*(a + b for a, b in zip(_fields(total), _fields(result), strict=True)))
+        return total
+
+    def _write_rejected(self, m: Inbound) -> WriteResult | None:
+        dead = [DeadLetter(m.topic, m.payload, DeadReason.STORAGE_REJECTED, "refused by the database")]
+        delay = self.settings.retry_initial_s
+        while not self._stop.is_set():
+            try:
+                conn = self._connection()
+                with conn.transaction(), conn.cursor() as cur:
+                    write_dead_letters(cur, dead)
+                return WriteResult(0, 0, 0, 1, 0)
+            except psycopg.Error as exc:
+                self.stats.retries += 1
+                log.warning("cannot store a dead letter (%s); retrying in %.1f s", exc, delay)
+                self._drop_connection()
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.settings.retry_max_s)
+        return None
+
+
+def _fields(r: WriteResult) -> tuple[int, int, int, int, int]:
+    return (r.new_events, r.duplicate_events, r.rows, r.dead_letters, r.statuses)
