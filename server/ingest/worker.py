@@ -87,7 +87,8 @@ class IngestWorker:
                  self.settings.mqtt.port, self.client_id, flags.session_present)
         # retainHandling=1: retained statuses only when the subscription is new, not on every reconnect.
         options = SubscribeOptions(qos=1, retainHandling=1)
-        client.subscribe([(f, options) for f in subscription_filters(self.share_group, self.settings.mqtt.subscribe_point)])
+        filters = subscription_filters(self.share_group, self.settings.mqtt.subscribe_point)
+        client.subscribe([(f, options) for f in filters])
         self.connected.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
