@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError, to_json
 
 from firmware_bridge.contract import EVENT_MODELS, Channel, EventHeader, device_topic
 
@@ -172,11 +173,12 @@ class Outbox:
                     row = self._db.execute("SELECT next_seq FROM seqs WHERE device = ?", (device_id,)).fetchone()
                     seq = row[0] if row else 0
                     try:
-                        event = model.model_validate(
+                        # Validated in its wire form, as the server will: enums may be given as strings.
+                        event = model.model_validate_json(to_json(
                             {**body, "point": self.point_id, "device": device_id, "seq": seq, "ts": ts,
                              "clock_synced": clock_synced}
-                        )
-                    except ValidationError as exc:
+                        ))
+                    except (ValidationError, PydanticSerializationError) as exc:
                         raise EventRejected(f"{channel!s} event from {device_id} rejected: {exc}") from exc
                     self._db.execute(
                         "INSERT INTO seqs (device, next_seq) VALUES (?, ?) "
