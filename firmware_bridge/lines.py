@@ -10,7 +10,8 @@ The printing is ASCII and reader-specific ("0012345678", "0305419896", "052,2213
   * bytes that are not printable ASCII (serial noise such as 0x00, 0xFF) end the current line
     without yielding it, so noise glued to the front of a number never becomes part of it;
   * empty lines (the LF of a CR LF split across two reads) are skipped;
-  * a line longer than MAX_LINE characters is dropped.
+  * a line longer than MAX_LINE characters is dropped up to its terminator; a buffer of more than
+    MAX_DROP printable bytes with no terminator at all is dropped whole.
 
 `decode(buf)` returns `(0, None)` for "need more", `(n, None)` for n bytes dropped and
 `(n, CardLine)` for one line.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from firmware_bridge.errors import FrameError
 
 MAX_LINE = 64
+MAX_DROP = 16 * MAX_LINE
 _TERMINATORS = b"\r\n"
 
 
@@ -50,16 +52,18 @@ def encode(frame: CardLine, ending: bytes = b"\r\n") -> bytes:
 
 def decode(buf: bytes | bytearray | memoryview) -> tuple[int, CardLine | None]:
     """Decode the first line in buf; see the module docstring for the return convention."""
-    data = bytes(buf[: MAX_LINE + 2])
+    data = bytes(buf)
     for i, b in enumerate(data):
         if b in _TERMINATORS:
             used = i + 1
             if b == 0x0D and used < len(data) and data[used] == 0x0A:
                 used += 1
+            if i > MAX_LINE:
+                return used, None
             text = data[:i].decode("ascii").strip()
             return used, (CardLine(text) if text else None)
         if not _printable(b):
             return i + 1, None
-        if i >= MAX_LINE:
-            return i + 1, None
+    if len(data) > MAX_DROP:
+        return len(data), None  # no terminator for this long: not a line reader speaking
     return 0, None
