@@ -452,6 +452,15 @@ class SafetyEngine:
         self._outputs = want
         return actions
 
+    def valve_may_open(self) -> bool:
+        """Whether no channel (measured or latched) still calls for the valve to be closed."""
+        saved = self._outputs["valve_closed"]
+        self._outputs["valve_closed"] = False
+        try:
+            return not self._desired()["valve_closed"]
+        finally:
+            self._outputs["valve_closed"] = saved
+
     def valve_reopened_on_site(self) -> None:
         """The panel tells the engine a person reopened the valve by hand."""
         self._outputs["valve_closed"] = False
