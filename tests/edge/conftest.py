@@ -45,7 +45,7 @@ class Collector:
     port: int
     username: str
     password: str
-    topic: str
+    topic: str | list[str]
     messages: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     subscribed: threading.Event = field(default_factory=threading.Event)
@@ -67,7 +67,8 @@ class Collector:
         return self
 
     def _on_connect(self, client: mqtt.Client, *_a: Any) -> None:
-        client.subscribe(self.topic, qos=1)
+        topics = [self.topic] if isinstance(self.topic, str) else self.topic
+        client.subscribe([(t, 1) for t in topics])
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
         with self.lock:

@@ -1,0 +1,1 @@
+"""Simulators that run real edge agents (a whole county of them)."""
