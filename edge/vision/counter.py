@@ -1,0 +1,502 @@
+"""Pure people counting: frames and their times in, line crossings and head counts out.
+
+Entrance mode (PeopleCounter): each frame is scaled to the processing resolution, its global
+brightness is matched to the background model (lights switched on, clouds), a MOG2 or KNN background
+subtractor marks moving pixels (shadows dropped), morphology cleans the mask, connected components
+become blobs, blobs wider than one person along the line are split, and a centroid tracker with
+gating follows them. A track counts when its committed side of the line changes: it commits to a side
+only once it is more than `band` from the line, so shuffling on the sill or stepping onto it and
+turning back counts nothing.
+
+Seated mode (HeadCounter): a detector that ships inside OpenCV (a Haar cascade from cv2.data or the
+HOG people detector) counts faces/people in a few frames; the snapshot is their median.
+
+Nothing here reads a camera, a clock or a file: the capture loop feeds it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal, Self
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+GAIN_REFRESH_FRAMES = 10  # how often the background image for brightness matching is refreshed
+GAIN_GRID_STEP_PX = 6
+MIN_LEARNING_FRAMES = 200  # the fastest background learning rate is 1/200 per frame  # brightness is matched on a sparse grid of pixels, which is plenty
+
+
+class Strict(BaseModel):
+    """Config base: unknown keys rejected, values immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class LineConfig(Strict):
+    """The counting line (normalised image coordinates, 0..1) and which side is the dining room."""
+
+    x1: float = Field(0.0, ge=0, le=1)
+    y1: float = Field(0.5, ge=0, le=1)
+    x2: float = Field(1.0, ge=0, le=1)
+    y2: float = Field(0.5, ge=0, le=1)
+    inside_x: float = Field(0.5, ge=0, le=1, description="Any point on the room side of the line")
+    inside_y: float = Field(1.0, ge=0, le=1)
+    band: float = Field(
+        0.08, gt=0, le=0.5,
+        description="Half-width of the neutral band around the line, as a fraction of the frame's "
+        "shorter side; a track must leave the band on the other side to count",
+    )
+
+    @model_validator(mode="after")
+    def _geometry(self) -> Self:
+        if math.hypot(self.x2 - self.x1, self.y2 - self.y1) < 0.05:
+            raise ValueError("the line's two points must be apart")
+        if abs(self._side(self.inside_x, self.inside_y)) < 1e-6:
+            raise ValueError("the inside point lies on the line")
+        return self
+
+    def _side(self, x: float, y: float) -> float:
+        return (self.x2 - self.x1) * (y - self.y1) - (self.y2 - self.y1) * (x - self.x1)
+
+
+class BackgroundConfig(Strict):
+    method: Literal["mog2", "knn"] = "mog2"
+    history_frames: int = Field(
+        1500, ge=10, description="Learning rate after warm-up is 1/history: someone standing still on "
+        "the sill fades into the background only after about history/10 frames",
+    )
+    warmup_s: float = Field(
+        1.0, ge=0, description="Learn the empty scene quickly for this long after start or a relearn",
+    )
+    var_threshold: float | None = Field(
+        None, gt=0, description="MOG2 squared Mahalanobis distance (default 16) or KNN squared distance "
+        "(default 400) above which a pixel is foreground",
+    )
+    shadows: bool = Field(True, description="Detect shadows and leave them out of blobs")
+    shadow_max_ratio: float = Field(
+        0.8, gt=0, le=1, description="Shadow pixels brighter than this times the background are kept "
+        "as foreground (cast shadows are darker; grey clothes on a grey floor are not); 1 disables",
+    )
+    match_brightness: bool = Field(True, description="Undo global brightness changes before subtraction")
+    relearn_fraction: float = Field(
+        0.5, gt=0, le=1, description="If more of the frame than this is foreground, relearn the background",
+    )
+
+
+class BlobConfig(Strict):
+    open_px: int = Field(3, ge=1, le=31, description="Opening kernel at processing resolution (noise)")
+    close_px: int = Field(9, ge=1, le=61, description="Closing kernel across the walking direction")
+    close_along_walk_px: int = Field(
+        21, ge=1, le=121, description="Closing kernel along the walking direction: joins head, torso and "
+        "legs even when the torso matches the floor, without joining people side by side",
+    )
+    min_area: float = Field(0.006, gt=0, lt=1, description="Smallest blob, fraction of the frame area")
+    person_width: float = Field(
+        0.2, gt=0, le=1, description="One adult's width along the line, fraction of the shorter side",
+    )
+    split_at: float = Field(1.45, ge=1.0, description="Blobs wider than this many person widths are split")
+    max_split: int = Field(4, ge=1, le=8)
+
+
+class TrackerConfig(Strict):
+    gate: float = Field(0.15, gt=0, le=1, description="Largest jump from the prediction, fraction of shorter side")
+    max_missed_s: float = Field(1.5, gt=0, description="A track unseen this long is dropped")
+    min_frames: int = Field(3, ge=1, description="A track must be seen this many frames before it counts")
+
+
+class CounterConfig(Strict):
+    """Entrance counter settings; all sizes relative to the frame so the resolution can change."""
+
+    width: int = Field(320, ge=64, le=1920, description="Processing width in pixels")
+    height: int = Field(240, ge=48, le=1080, description="Processing height in pixels")
+    fps: float = Field(15.0, gt=0, le=60, description="Frames processed per second at most")
+    blur_px: int = Field(5, ge=0, le=15, description="Gaussian blur before subtraction (0 or 1: none)")
+    color: bool = Field(True, description="Subtract in colour (better shadows and grey clothes) or grey")
+    line: LineConfig = LineConfig()
+    background: BackgroundConfig = BackgroundConfig()
+    blobs: BlobConfig = BlobConfig()
+    tracker: TrackerConfig = TrackerConfig()
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+@dataclass(frozen=True, slots=True)
+class Crossing:
+    t: float
+    direction: Direction
+    track_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    x: float  # pixels at processing resolution
+    y: float
+    area: int
+    box: tuple[int, int, int, int]  # x, y, w, h of the blob it came from
+
+
+@dataclass(slots=True)
+class Track:
+    id: int
+    x: float
+    y: float
+    t: float
+    born_t: float
+    vx: float = 0.0
+    vy: float = 0.0
+    frames: int = 1
+    side: int = 0  # committed side: -1 street, +1 room, 0 not yet known (in the band)
+    origin: int = 0  # which half of the band it was born in, if it was born in the band
+    counted: int = 0
+
+    def predict(self, t: float) -> tuple[float, float]:
+        dt = min(t - self.t, 0.5)
+        return self.x + self.vx * dt, self.y + self.vy * dt
+
+
+@dataclass(slots=True)
+class FrameResult:
+    processed: bool
+    crossings: list[Crossing] = field(default_factory=list)
+    detections: list[Detection] = field(default_factory=list)
+    tracks: list[Track] = field(default_factory=list)
+    foreground: float = 0.0  # fraction of the frame
+    relearned: bool = False
+    gain: float = 1.0
+
+
+class PeopleCounter:
+    """Count entries and exits across a line; call process() with every frame and its time."""
+
+    def __init__(self, config: CounterConfig | None = None) -> None:
+        self.config = config or CounterConfig()
+        c = self.config
+        self.size = (c.width, c.height)
+        short = min(c.width, c.height)
+        ln = c.line
+        self._p1 = np.array([ln.x1 * c.width, ln.y1 * c.height])
+        p2 = np.array([ln.x2 * c.width, ln.y2 * c.height])
+        along = p2 - self._p1
+        self._along = along / np.linalg.norm(along)
+        normal = np.array([-self._along[1], self._along[0]])
+        inside = np.array([ln.inside_x * c.width, ln.inside_y * c.height]) - self._p1
+        self._normal = normal if float(inside @ normal) > 0 else -normal
+        self._band_px = ln.band * short
+        self._gate_px = c.tracker.gate * short
+        self._person_px = c.blobs.person_width * short
+        self._min_area_px = c.blobs.min_area * c.width * c.height
+        self._open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (c.blobs.open_px, c.blobs.open_px))
+        self._close = _oriented_kernel(c.blobs.close_px, c.blobs.close_along_walk_px, self._normal)
+        self.entries = 0
+        self.exits = 0
+        self.tracks: list[Track] = []
+        self._next_id = 1
+        self._last_t: float | None = None
+        self._reset_model()
+
+    def _reset_model(self) -> None:
+        b = self.config.background
+        if b.method == "mog2":
+            self._bg: cv2.BackgroundSubtractor = cv2.createBackgroundSubtractorMOG2(
+                b.history_frames, b.var_threshold or 16.0, b.shadows)
+        else:
+            self._bg = cv2.createBackgroundSubtractorKNN(b.history_frames, b.var_threshold or 400.0, b.shadows)
+        self._frames = 0
+        self._ref: np.ndarray | None = None
+        self._bg_gray: np.ndarray | None = None
+        self._warm_t0: float | None = None
+        self._warm_n = 0
+
+    def distance(self, x: float, y: float) -> float:
+        """Signed distance in pixels from the line, positive on the room side."""
+        return float((np.array([x, y]) - self._p1) @ self._normal)
+
+    def process(self, frame: np.ndarray, t: float) -> FrameResult:
+        """Feed one frame taken at t seconds (any monotonic origin); return what happened."""
+        if self._last_t is not None and t - self._last_t < 0.9 / self.config.fps:
+            return FrameResult(processed=False)
+        self._last_t = t
+        img = self._prepare(frame)
+        result = FrameResult(processed=True)
+        img, result.gain = self._match_brightness(img)
+        fg = self._bg.apply(img, learningRate=self._learning_rate(t))
+        self._frames += 1
+        _, mask = cv2.threshold(fg, 200, 255, cv2.THRESH_BINARY)  # 127 marks shadows
+        self._unshadow_faint(img, fg, mask)
+        result.foreground = cv2.countNonZero(mask) / mask.size
+        if result.foreground > self.config.background.relearn_fraction:
+            # A sudden change the brightness match could not undo (a lamp in one corner): start afresh.
+            self._bg.apply(img, learningRate=1.0)
+            self._ref = self._bg_gray = None
+            self._warm_t0 = None
+            result.relearned = True
+            result.tracks = list(self.tracks)
+            return result
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._close)
+        result.detections = self._detect(mask)
+        result.crossings = self._track(result.detections, t)
+        result.tracks = list(self.tracks)
+        return result
+
+    def _learning_rate(self, t: float) -> float:
+        if self._warm_t0 is None:
+            self._warm_t0, self._warm_n = t, 0
+        self._warm_n += 1
+        if t - self._warm_t0 < self.config.background.warmup_s:
+            return 1.0 / self._warm_n
+        # After the warm-up a fixed slow rate: OpenCV's own schedule (1 / 2n) stays so fast for the
+        # first minute that people standing on the sill melt into the background.
+        return 1.0 / self.config.background.history_frames
+
+    def _prepare(self, frame: np.ndarray) -> np.ndarray:
+        if frame.shape[1] != self.size[0] or frame.shape[0] != self.size[1]:
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        if not self.config.color and frame.ndim == 3:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        k = self.config.blur_px
+        if k > 1:
+            frame = cv2.GaussianBlur(frame, (k | 1, k | 1), 0)  # cheap cameras are noisy
+        return frame
+
+    def _match_brightness(self, img: np.ndarray) -> tuple[np.ndarray, float]:
+        if not self.config.background.match_brightness or self._frames < 5:
+            return img, 1.0
+        if self._ref is None or self._frames % GAIN_REFRESH_FRAMES == 0:
+            bg = self._bg.getBackgroundImage()
+            if bg is not None:
+                self._ref = bg[::GAIN_GRID_STEP_PX, ::GAIN_GRID_STEP_PX].astype(np.float32) + 1.0
+                gray = cv2.cvtColor(bg, cv2.COLOR_BGR2GRAY) if bg.ndim == 3 else bg
+                self._bg_gray = gray.astype(np.float32)
+        if self._ref is None:
+            return img, 1.0
+        cur = img[::GAIN_GRID_STEP_PX, ::GAIN_GRID_STEP_PX].astype(np.float32) + 1.0
+        ok = (cur < 250) & (cur > 12) & (self._ref > 12)
+        if int(ok.sum()) < 50:
+            return img, 1.0
+        # The median of the ratio ignores the minority of pixels covered by people.
+        gain = float(np.median(self._ref[ok] / cur[ok]))
+        if abs(gain - 1.0) < 0.01:
+            return img, 1.0
+        return cv2.convertScaleAbs(img, alpha=gain), gain
+
+    def _unshadow_faint(self, img: np.ndarray, fg: np.ndarray, mask: np.ndarray) -> None:
+        """Turn 'shadow' pixels that are only faintly darker than the floor back into foreground.
+
+        MOG2 calls anything between tau and 1 times the background a shadow; grey clothes on a grey
+        floor land there too. Cast shadows are clearly darker, so faint darkening is kept as a person.
+        """
+        limit = self.config.background.shadow_max_ratio
+        if self._bg_gray is None or limit >= 1.0:
+            return
+        weak = fg == 127
+        if not weak.any():
+            return
+        gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+        faint = weak & (gray.astype(np.float32) > limit * self._bg_gray)
+        mask[faint] = 255
+
+    def _detect(self, mask: np.ndarray) -> list[Detection]:
+        n, labels, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        out: list[Detection] = []
+        ux, uy = float(self._along[0]), float(self._along[1])
+        b = self.config.blobs
+        for i in range(1, n):
+            x, y, w, h, area = (int(v) for v in stats[i])
+            if area < self._min_area_px:
+                continue
+            box = (x, y, w, h)
+            extent = abs(w * ux) + abs(h * uy)
+            if extent < b.split_at * self._person_px:
+                out.append(Detection(float(cents[i][0]), float(cents[i][1]), area, box))
+                continue
+            k = min(b.max_split, max(2, round(extent / self._person_px)))
+            ys, xs = np.nonzero(labels[y:y + h, x:x + w] == i)
+            xs = xs + x
+            ys = ys + y
+            proj = xs * ux + ys * uy
+            lo, hi = float(proj.min()), float(proj.max())
+            edges = np.linspace(lo, hi + 1e-6, k + 1)
+            part = np.clip(np.searchsorted(edges, proj, side="right") - 1, 0, k - 1)
+            for j in range(k):
+                sel = part == j
+                cnt = int(sel.sum())
+                if cnt * k < area * 0.3:  # a sliver, not a person
+                    continue
+                out.append(Detection(float(xs[sel].mean()), float(ys[sel].mean()), cnt, box))
+        return out
+
+    def _track(self, dets: list[Detection], t: float) -> list[Crossing]:
+        pairs = []
+        for ti, tr in enumerate(self.tracks):
+            px, py = tr.predict(t)
+            for di, d in enumerate(dets):
+                dist = math.hypot(d.x - px, d.y - py)
+                if dist < self._gate_px:
+                    pairs.append((dist, ti, di))
+        pairs.sort()
+        used_t: set[int] = set()
+        used_d: set[int] = set()
+        crossings: list[Crossing] = []
+        for _, ti, di in pairs:
+            if ti in used_t or di in used_d:
+                continue
+            used_t.add(ti)
+            used_d.add(di)
+            tr, d = self.tracks[ti], dets[di]
+            dt = max(t - tr.t, 1e-3)
+            a = 0.5
+            tr.vx = a * (d.x - tr.x) / dt + (1 - a) * tr.vx
+            tr.vy = a * (d.y - tr.y) / dt + (1 - a) * tr.vy
+            tr.x, tr.y, tr.t = d.x, d.y, t
+            tr.frames += 1
+            crossing = self._update_side(tr, t)
+            if crossing is not None:
+                crossings.append(crossing)
+        max_missed = self.config.tracker.max_missed_s
+        self.tracks = [tr for i, tr in enumerate(self.tracks) if i in used_t or t - tr.t <= max_missed]
+        for di, d in enumerate(dets):
+            if di not in used_d:
+                tr = Track(self._next_id, d.x, d.y, t, t)
+                self._next_id += 1
+                dist = self.distance(d.x, d.y)
+                if abs(dist) > self._band_px:
+                    tr.side = 1 if dist > 0 else -1
+                else:
+                    tr.origin = 1 if dist > 0 else -1
+                self.tracks.append(tr)
+        return crossings
+
+    def _update_side(self, tr: Track, t: float) -> Crossing | None:
+        dist = self.distance(tr.x, tr.y)
+        if abs(dist) <= self._band_px:
+            return None
+        new = 1 if dist > 0 else -1
+        old = tr.side
+        tr.side = new
+        if old == new or old == 0 or tr.frames < self.config.tracker.min_frames:
+            return None
+        if new > 0:
+            self.entries += 1
+            tr.counted += 1
+            return Crossing(t, Direction.IN, tr.id)
+        self.exits += 1
+        tr.counted -= 1
+        return Crossing(t, Direction.OUT, tr.id)
+
+
+def _oriented_kernel(across: int, along: int, normal: np.ndarray) -> np.ndarray:
+    """An elliptical structuring element `along` long in the direction of `normal`, `across` wide."""
+    size = max(across, along) | 1
+    k = np.zeros((size, size), np.uint8)
+    angle = math.degrees(math.atan2(float(normal[1]), float(normal[0])))
+    c = size // 2
+    cv2.ellipse(k, (c, c), (max(1, along // 2), max(1, across // 2)), angle, 0, 360, 1, -1)
+    return k
+
+
+# ---- seated head count -----------------------------------------------------------------------------
+
+HAAR_FILES = {
+    "haar_face": "haarcascade_frontalface_default.xml",
+    "haar_face_alt2": "haarcascade_frontalface_alt2.xml",
+    "haar_upperbody": "haarcascade_upperbody.xml",
+}
+
+
+class HeadCountConfig(Strict):
+    """Occupancy snapshot at mealtime with a detector that ships inside OpenCV (no downloads)."""
+
+    detector: Literal["haar_face", "haar_face_alt2", "haar_upperbody", "hog_people"] = "haar_face"
+    width: int = Field(640, ge=64, le=1920, description="Processing width; small faces need pixels")
+    height: int = Field(480, ge=48, le=1080)
+    scale_factor: float = Field(1.1, gt=1.0, le=2.0)
+    min_neighbors: int = Field(4, ge=0, le=20)
+    min_size: float = Field(0.05, gt=0, le=1, description="Smallest head, fraction of the shorter side")
+    max_size: float = Field(0.5, gt=0, le=1)
+    hog_threshold: float = Field(0.0, description="HOG SVM hit threshold; higher means fewer, surer hits")
+    frames: int = Field(5, ge=1, le=100, description="A snapshot is the median count over this many frames")
+    roi: tuple[float, float, float, float] | None = Field(
+        None, description="x0, y0, x1, y1 (normalised) of the tables; None means the whole frame",
+    )
+
+
+class HeadCounter:
+    """Count seated people in frames; snapshot() takes the median over several frames."""
+
+    def __init__(self, config: HeadCountConfig | None = None) -> None:
+        self.config = config or HeadCountConfig()
+        c = self.config
+        self._hog: cv2.HOGDescriptor | None = None
+        self._cascade: cv2.CascadeClassifier | None = None
+        if c.detector == "hog_people":
+            self._hog = cv2.HOGDescriptor()
+            self._hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
+        else:
+            path = cv2.data.haarcascades + HAAR_FILES[c.detector]  # type: ignore[attr-defined]
+            self._cascade = cv2.CascadeClassifier(path)
+            if self._cascade.empty():
+                raise ValueError(f"OpenCV could not load its own cascade {path}")
+
+    def detect(self, frame: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Return boxes (x, y, w, h) at processing resolution."""
+        c = self.config
+        img = frame
+        if img.shape[1] != c.width or img.shape[0] != c.height:
+            img = cv2.resize(img, (c.width, c.height), interpolation=cv2.INTER_AREA)
+        ox = oy = 0
+        if c.roi is not None:
+            x0, y0 = int(c.roi[0] * c.width), int(c.roi[1] * c.height)
+            x1, y1 = int(c.roi[2] * c.width), int(c.roi[3] * c.height)
+            img, ox, oy = img[y0:y1, x0:x1], x0, y0
+        short = min(c.width, c.height)
+        if self._hog is not None:
+            rects, _ = self._hog.detectMultiScale(img, hitThreshold=c.hog_threshold, winStride=(8, 8),
+                                                  padding=(8, 8), scale=c.scale_factor)
+            boxes = [tuple(int(v) for v in r) for r in rects]
+            boxes = _suppress(boxes)
+        else:
+            assert self._cascade is not None
+            gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+            gray = cv2.equalizeHist(gray)
+            lo, hi = int(c.min_size * short), int(c.max_size * short)
+            rects = self._cascade.detectMultiScale(gray, scaleFactor=c.scale_factor,
+                                                   minNeighbors=c.min_neighbors, minSize=(lo, lo),
+                                                   maxSize=(hi, hi))
+            boxes = [tuple(int(v) for v in r) for r in rects]
+        return [(x + ox, y + oy, w, h) for x, y, w, h in boxes]  # type: ignore[misc]
+
+    def count(self, frame: np.ndarray) -> int:
+        return len(self.detect(frame))
+
+    def snapshot(self, frames: list[np.ndarray]) -> int:
+        """Return the median head count over the frames (robust to one bad frame)."""
+        if not frames:
+            raise ValueError("a snapshot needs at least one frame")
+        counts = sorted(self.count(f) for f in frames)
+        return counts[len(counts) // 2]
+
+
+def _suppress(boxes: list[tuple[int, ...]], overlap: float = 0.5) -> list[tuple[int, ...]]:
+    """Non-maximum suppression by overlap, largest first (HOG returns overlapping windows)."""
+    kept: list[tuple[int, ...]] = []
+    for b in sorted(boxes, key=lambda r: r[2] * r[3], reverse=True):
+        bx, by, bw, bh = b
+        dup = False
+        for k in kept:
+            kx, ky, kw, kh = k
+            ix = max(0, min(bx + bw, kx + kw) - max(bx, kx))
+            iy = max(0, min(by + bh, ky + kh) - max(by, ky))
+            if ix * iy > overlap * min(bw * bh, kw * kh):
+                dup = True
+                break
+        if not dup:
+            kept.append(b)
+    return kept
