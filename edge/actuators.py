@@ -204,6 +204,7 @@ class SafetyHub:
         self.panel = panel
         self.device_id = device_id
         self._lock = threading.RLock()
+        self.lock = self._lock  # for callers that must touch the engine directly
         self._emitter: Emitter | None = None
         self._unsent: list[Transition] = []
 
