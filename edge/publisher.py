@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 
 from firmware_bridge.contract import Channel as ContractChannel
@@ -169,8 +170,10 @@ class Publisher:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
             return
-        for channel in PointChannel:
-            client.subscribe(point_topic(self._point, channel), qos=1)
+        # Retained config/roster only for a new subscription: with the session kept, the broker has
+        # queued what changed meanwhile, and a second copy of a 20k-entry roster helps nobody.
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe([(point_topic(self._point, channel), options) for channel in PointChannel])
         self._link_up = True
         self._events.put(("up", bool(flags.session_present)))
         self._wake.set()
