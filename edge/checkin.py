@@ -92,7 +92,7 @@ class CheckinConfig(BaseModel):
     delivery_mode_cards: frozenset[str] = Field(
         default=frozenset(), description="Canonical ids of caregivers' cards that toggle delivery mode"
     )
-    delivery_mode_minutes: float = Field(30.0, gt=0, le=24 * 60)
+    delivery_mode_minutes: float = Field(default=30.0, gt=0, le=24 * 60)
 
     @field_validator("timezone")
     @classmethod

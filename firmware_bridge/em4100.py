@@ -108,7 +108,7 @@ class Debouncer:
 
     def accept(self, card: str, now: float) -> bool:
         """Return True if this read of `card` at `now` is a new presentation."""
-        self._last_seen = {c: t for c, t in self._last_seen.items() if now - t <= self.hold_seconds}
+        self._last_seen = {c: t for c, t in self._last_seen.items() if now - t < self.hold_seconds}
         new = card not in self._last_seen
         self._last_seen[card] = now
         return new

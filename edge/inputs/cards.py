@@ -61,12 +61,12 @@ Lax = Field(strict=False)  # enums and numbers as written in YAML
 class CardReaderBase(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    name: str | None = Field(None, max_length=64, description="Thread name; defaults to the type")
+    name: str | None = Field(default=None, max_length=64, description="Thread name; defaults to the type")
     device_id: Id = Field(description="Device id of the reader within the point")
-    kind: Annotated[DinerKind, Lax] = Field(DinerKind.TAP, description="delivery: every tap is a 送餐")
-    debounce_s: Annotated[float, Lax] = Field(2.0, ge=0, le=600, description="Same card within this → one read")
-    reopen_min_s: Annotated[float, Lax] = Field(0.5, gt=0, le=60)
-    reopen_max_s: Annotated[float, Lax] = Field(10.0, gt=0, le=600)
+    kind: Annotated[DinerKind, Lax] = Field(default=DinerKind.TAP, description="delivery: every tap is a 送餐")
+    debounce_s: Annotated[float, Lax] = Field(default=2.0, ge=0, le=600, description="Same card within this → one read")
+    reopen_min_s: Annotated[float, Lax] = Field(default=0.5, gt=0, le=60)
+    reopen_max_s: Annotated[float, Lax] = Field(default=10.0, gt=0, le=600)
 
     def build(self, ctx: Any) -> Input:
         """Build the input; the agent's InputContext must carry `checkin` (and may carry `indicator`)."""
@@ -78,7 +78,7 @@ class CardReaderBase(BaseModel):
 
 class SerialReaderBase(CardReaderBase):
     port: str = Field(description="Serial device, e.g. /dev/ttyUSB0 or a /dev/serial/by-id/ link")
-    baudrate: Annotated[int, Lax] = Field(9600, gt=0)
+    baudrate: Annotated[int, Lax] = Field(default=9600, gt=0)
 
 
 class PrintedCardSettings(BaseModel):
@@ -86,7 +86,7 @@ class PrintedCardSettings(BaseModel):
 
     format: Annotated[CardFormat, Lax]
     reversed: bool = False
-    em_high: Annotated[int, Lax] = Field(0, ge=0, le=0xFFFF)
+    em_high: Annotated[int, Lax] = Field(default=0, ge=0, le=0xFFFF)
 
     def settings(self) -> CardIdSettings:
         return CardIdSettings(self.format, self.reversed, self.em_high)
@@ -109,10 +109,10 @@ class IdCardReaderConfig(SerialReaderBase):
     """Resident ID card SAM reader (find/select/read polling)."""
 
     type: Literal["card_idcard"]
-    baudrate: Annotated[int, Lax] = Field(115200, gt=0)
-    debounce_s: Annotated[float, Lax] = Field(5.0, ge=0, le=600)
-    poll_interval_s: Annotated[float, Lax] = Field(0.3, gt=0, le=10)
-    reply_timeout_s: Annotated[float, Lax] = Field(1.0, gt=0, le=10)
+    baudrate: Annotated[int, Lax] = Field(default=115200, gt=0)
+    debounce_s: Annotated[float, Lax] = Field(default=5.0, ge=0, le=600)
+    poll_interval_s: Annotated[float, Lax] = Field(default=0.3, gt=0, le=10)
+    reply_timeout_s: Annotated[float, Lax] = Field(default=1.0, gt=0, le=10)
 
 
 class KeyboardReaderConfig(CardReaderBase):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from firmware_bridge import em4100
 from firmware_bridge.em4100 import Debouncer, Em4100Frame, checksum, decode, encode
 from firmware_bridge.errors import FrameError
@@ -98,4 +99,4 @@ def test_debouncer_merges_a_held_card_and_counts_the_next_presentation() -> None
 
 def test_debouncer_zero_hold_accepts_every_read() -> None:
     d = Debouncer(hold_seconds=0.0)
-    assert d.accept("x", 1.0) and d.accept("x", 1.5)
+    assert d.accept("x", 1.0) and d.accept("x", 1.0) and d.accept("x", 1.5)

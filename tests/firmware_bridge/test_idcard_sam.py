@@ -104,7 +104,7 @@ def test_text_block_checks() -> None:
 
 def test_parsed_read_keeps_no_photo() -> None:
     read = sam.parse_base_info(sam.encode_base_info(INFO, PHOTO))
-    assert set(read.__slots__) == {"id_number", "name"}  # type: ignore[attr-defined]
+    assert set(read.__slots__) == {"id_number", "name"}
     assert PHOTO[:16] not in repr(read).encode()
 
 
