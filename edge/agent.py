@@ -4,7 +4,7 @@
 
 Exit codes:
     0  stopped by SIGTERM/SIGINT after a clean shutdown; or --validate-config found the file valid
-    1  an unexpected error
+    1  an unexpected error, or the outbox drain thread died (so the service manager restarts us)
     2  the configuration is invalid (each error printed as "key.path: message") or bad usage
     3  the outbox cannot be opened (unreadable or not an outbox); the file is left untouched
 
@@ -20,6 +20,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from firmware_bridge.contract import Message, PointChannel
@@ -49,9 +50,11 @@ class InputRunner:
     """Runs one input plug-in in its own thread; rebuilds and restarts it with backoff when it fails."""
 
     def __init__(
-        self, cfg: InputConfig, ctx: InputContext, emitter: Emitter, stop: threading.Event, clock: Clock
+        self, cfg: InputConfig, ctx: InputContext, emitter: Emitter, stop: threading.Event, clock: Clock,
+        wait: Callable[[float], bool] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._wait = wait or stop.wait
         self.name = cfg.name or cfg.type
         self._ctx = ctx
         self._emitter = emitter
@@ -75,7 +78,7 @@ class InputRunner:
                 delay = INPUT_RESTART_MIN_SECONDS
             log.info("restarting input %s in %.0f s", self.name, delay)
             self.restarts += 1
-            if self._stop.wait(delay):
+            if self._wait(delay):
                 return
             delay = min(delay * 2, INPUT_RESTART_MAX_SECONDS)
 
@@ -149,17 +152,20 @@ def main(argv: list[str] | None = None) -> int:
         log.info("received %s; stopping", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
         agent = Agent(cfg)
     except OutboxError as exc:
         log.error("%s", exc)
         return EXIT_OUTBOX
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         agent.start()
         while not stop.wait(1.0):
-            pass
+            if not agent.publisher.alive:
+                log.error("the outbox drain stopped; exiting so the service manager restarts the agent")
+                agent.stop(0)
+                return EXIT_ERROR
         agent.stop(args.flush_timeout)
     except Exception:
         log.exception("agent failed")

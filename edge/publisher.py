@@ -128,6 +128,11 @@ class Publisher:
         self._handlers[channel].append(handler)
 
     @property
+    def alive(self) -> bool:
+        """Whether the drain thread runs (False before start() and after stop())."""
+        return self._thread.is_alive()
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
