@@ -1,0 +1,1 @@
+"""Meal subsidies: policies, eligibility, monthly settlement, anomalies, sign-off snapshots and the public notice."""
