@@ -264,8 +264,15 @@ class SafetyEngine:
             state.device_level = device_level
         return self._settle(device_id, channel, state)
 
-    def comm_lost(self, device_id: str) -> list[Transition]:
-        """No answer from the device: every channel it feeds goes to COMM_LOST."""
+    def comm_lost(
+        self, device_id: str, channels: list[tuple[str, Quantity]] | None = None
+    ) -> list[Transition]:
+        """No answer from the device: every channel it feeds goes to COMM_LOST.
+
+        `channels` names the device's channels, so one that never answered is reported too.
+        """
+        for channel, quantity in channels or []:
+            self._state(device_id, channel, quantity, None)
         out: list[Transition] = []
         for (dev, ch), state in self._channels.items():
             if dev == device_id:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,13 +140,13 @@ class SerialLink:
                 parity=self.config.parity, stopbits=self.config.stopbits, timeout=READ_SLICE_SECONDS,
                 write_timeout=2.0, exclusive=True,
             )
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
             self._port = None
             raise LinkError(f"cannot open {self.config.port}: {exc}") from exc
 
     def close(self) -> None:
         if self._port is not None:
-            with contextlib.suppress(serial.SerialException, OSError):
+            with contextlib.suppress(serial.SerialException, OSError, termios.error):
                 self._port.close()
         self._port = None
 
@@ -176,7 +177,7 @@ class SerialLink:
                     del buf[:used]
                     if value is not None:
                         return Reply("ok", value)
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, termios.error) as exc:
             raise LinkError(f"{self.config.port}: {exc}") from exc
         if crc_seen:
             return Reply("crc_error")
@@ -280,6 +281,9 @@ class ModbusDriver:
         self.profile = mp.load_profile(config.profile)
         self.plan = mp.read_plan(self.profile)
 
+    def channels(self) -> list[tuple[str, mp.Quantity]]:
+        return [(c.name, c.quantity) for c in self.profile.channels if c.role == "measurement"]
+
     def poll(self, link: SerialLink, retries: int) -> PollResult:
         blocks: dict[mp.ReadBlock, list[int]] = {}
         for block in self.plan:
@@ -326,6 +330,9 @@ class Dlt645Driver:
         self.config = config
         self.data_ids = [dlt645.DATA_IDS[int(di, 16)] for di in config.data_ids]
         self.unsupported: set[int] = set()
+
+    def channels(self) -> list[tuple[str, mp.Quantity]]:
+        return [(d.name, _DLT_QUANTITY[d.name]) for d in self.data_ids]
 
     def poll(self, link: SerialLink, retries: int) -> PollResult:
         samples: list[Sample] = []
@@ -509,7 +516,8 @@ class SerialBusInput(Input):
                 slot.health.lost = False
         if lost_now:
             log.warning("%s: device %s lost (%s)", self.name, cfg.id, result.kind)
-            self.hub.run(lambda e: e.comm_lost(cfg.id), emitter)
+            channels = slot.driver.channels()
+            self.hub.run(lambda e: e.comm_lost(cfg.id, channels), emitter)
         if result.kind != "ok":
             return
         if was_lost:
