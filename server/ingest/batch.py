@@ -124,6 +124,8 @@ class Preparer:
                 dead.append(DeadLetter(m.topic, payload, DeadReason.BAD_TOPIC, str(parsed)))
                 continue
             point, device, channel = parsed
+            if not payload and channel is Channel.STATUS:
+                continue  # an empty retained message is how a status is cleared: nothing to store
             try:
                 msg: Any = _VALIDATE_JSON[channel](payload)
             except ValidationError as exc:

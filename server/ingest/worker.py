@@ -57,6 +57,7 @@ class IngestWorker:
         self.share_group = share_group if share_group is not None else m.share_group
         self.writer = BatchWriter(settings.db.resolved_dsn(), settings.ingest, self._ack)
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # set when the broker acknowledged the subscriptions
         self._gen = 0  # bumped per connection: acks are only sent on the connection a message came on
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -69,6 +70,7 @@ class IngestWorker:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self.client = client
 
     def start(self) -> None:
@@ -100,9 +102,20 @@ class IngestWorker:
         client.subscribe([(f, options) for f in filters])
         self.connected.set()
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode],
+                      properties: Properties | None) -> None:
+        refused = [str(r) for r in reasons if r.is_failure]
+        if refused:
+            log.error("broker refused subscriptions: %s", refused)
+            return
+        log.info("subscribed to %s", ", ".join(subscription_filters(self.share_group,
+                                                                    self.settings.mqtt.subscribe_point)))
+        self.subscribed.set()
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason: ReasonCode, properties: Properties | None) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         log.info("disconnected from the broker: %s", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

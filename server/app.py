@@ -1,0 +1,75 @@
+"""`yangyi-server`: the HTTP API (FastAPI on uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+
+from server import health
+from server.checkins.router import router as checkins_router
+from server.db.pool import make_pool
+from server.errors import ConfigError
+from server.registry.router import router as registry_router
+from server.settings import Settings, load_settings
+from server.telemetry.router import router as telemetry_router
+
+log = logging.getLogger(__name__)
+
+ROUTERS = (health.router, registry_router, telemetry_router, checkins_router)
+
+
+def create_app(settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> FastAPI:
+    """Build the application; the pool opens on start-up and closes on shutdown."""
+    pool = make_pool(settings.db)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool.open(wait=False)
+        try:
+            yield
+        finally:
+            pool.close()
+
+    # No /docs or /redoc: FastAPI's pages load Swagger UI from a CDN, which offline offices can't reach.
+    app = FastAPI(title="Yangyi 养怡 server", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json")
+    app.state.settings = settings
+    app.state.pool = pool
+    app.state.clock = clock
+    for router in ROUTERS:
+        app.include_router(router)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script `yangyi-server`."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(prog="yangyi-server", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--validate-config", action="store_true", help="check the settings and exit")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+        settings.db.resolved_dsn()
+        settings.mqtt.resolved_password()
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    if args.validate_config:
+        print("settings OK")
+        return 0
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Diner check-ins (taps and deliveries) per meal point and day."""

@@ -1,0 +1,1 @@
+"""Meal points and their devices: registry, last seen and online state."""

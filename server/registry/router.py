@@ -1,0 +1,43 @@
+"""HTTP routes of the registry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from server.db.pool import connection
+from server.errors import NotFoundError
+
+from .schemas import DeviceOut, PointDetail, PointOut
+from .service import RegistryService
+
+router = APIRouter(prefix="/api/v1/points", tags=["registry"])
+Conn = Annotated[psycopg.Connection[Any], Depends(connection)]
+
+
+def _service(request: Request) -> RegistryService:
+    api = request.app.state.settings.api
+    return RegistryService(api.online_heartbeats, api.default_heartbeat_s)
+
+
+@router.get("", response_model=list[PointOut], summary="All meal points")
+def list_points(request: Request, conn: Conn) -> list[PointOut]:
+    return _service(request).points(conn)
+
+
+@router.get("/{point_id}", response_model=PointDetail, summary="One meal point with device counts")
+def get_point(point_id: str, request: Request, conn: Conn) -> PointDetail:
+    try:
+        return _service(request).point(conn, point_id, request.app.state.clock())
+    except NotFoundError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+@router.get("/{point_id}/devices", response_model=list[DeviceOut], summary="Devices, last seen, online")
+def list_devices(point_id: str, request: Request, conn: Conn) -> list[DeviceOut]:
+    try:
+        return _service(request).devices(conn, point_id, request.app.state.clock())
+    except NotFoundError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc

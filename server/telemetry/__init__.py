@@ -1,0 +1,1 @@
+"""Sensor readings: latest values per device and channel."""
