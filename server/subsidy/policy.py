@@ -11,8 +11,9 @@ Rules a policy version encodes, each a setting (defaults and their standing, [S]
 - age_bands: elders at or above `min_age` on the meal date hold the band's category without
   evidence (the ID number is the evidence). Default one band, 70 → general. [S: county plan]
 - special_groups: registered categories that admit elders under the lowest band, from
-  `special_min_age` (default 60, the statutory 老年人 age). Default 特困, 低保, 低保边缘, 失能, 重残,
-  计生特扶/失独, 优抚 — not 空巢/独居 or 高龄/百岁, which need the age band anyway. [A]
+  `special_min_age` (default 60, the statutory 老年人 age); a group admits only if it is priced.
+  Default 特困, 低保, 低保边缘, 失能, 重残, 计生特扶/失独, 优抚 — not 空巢/独居 or 高龄/百岁, which
+  need the age band anyway. [A]
 - locals only unless `allow_non_local`; a non-local registered as living in the county since a date
   counts as local after `long_term_min_years` whole years (default 2). [S: county plan; years A]
 - amounts: yuan per meal for each category and each subsidised meal slot (every category listed
@@ -182,19 +183,16 @@ class SubsidyPolicy(_Strict):
             raise ValueError("category_ranking lists a category twice")
         unranked = set(self.amounts) - set(self.category_ranking)
         if unranked:
-            raise ValueError(f"categories with amounts but no rank: {sorted(unranked)}")
+            raise ValueError(f"categories with amounts but no rank: {sorted(str(c) for c in unranked)}")
         slots = set(self.meal_windows)
         for category, by_meal in self.amounts.items():
             if set(by_meal) != slots:
-                raise ValueError(f"amounts for {category} must price exactly the meal slots {sorted(slots)}")
+                raise ValueError(f"amounts for {category} must price exactly the meal slots {sorted(map(str, slots))}")
             if any(a <= 0 for a in by_meal.values()):
                 raise ValueError(f"amounts for {category} must be above zero (leave a slot out instead)")
         for band in self.age_bands:
             if band.category not in self.amounts:
                 raise ValueError(f"age band {band.min_age}+ names {band.category}, which has no amounts")
-        unpriced = set(self.special_groups) - set(self.amounts)
-        if unpriced:
-            raise ValueError(f"special groups without amounts: {sorted(unpriced)}")
         windows = sorted(self.meal_windows.values(), key=lambda w: w.start)
         for a, b in itertools.pairwise(windows):
             if a.end > b.start:
@@ -203,7 +201,7 @@ class SubsidyPolicy(_Strict):
             raise ValueError("meal_prices and min_meal_price go together")
         if self.meal_prices is not None and self.min_meal_price is not None:
             if set(self.meal_prices) != slots:
-                raise ValueError(f"meal_prices must price exactly the meal slots {sorted(slots)}")
+                raise ValueError(f"meal_prices must price exactly the meal slots {sorted(map(str, slots))}")
             for meal, price in self.meal_prices.items():
                 if price <= self.min_meal_price:
                     raise ValueError(f"meal price for {meal} is not above min_meal_price")

@@ -298,8 +298,6 @@ def _check_inputs(
 ) -> None:
     seen: set[TapKey] = set()
     for tap in taps:
-        if tap.time.tzinfo is None:
-            raise SettlementInputError(f"tap {tap.key} has a naive time")
         if book.local(tap.time).date() not in month:
             raise SettlementInputError(f"tap {tap.key} falls outside {month}")
         if tap.key in seen:
@@ -427,7 +425,11 @@ def settle(
     anomaly_settings: AnomalySettings | None = None,
 ) -> Settlement:
     """Settle one month: place every tap, sum per point, village, township and county, flag anomalies."""
-    tap_list = sorted(taps, key=_tap_order)
+    tap_list = list(taps)
+    for tap in tap_list:
+        if tap.time.tzinfo is None:
+            raise SettlementInputError(f"tap {tap.key} has a naive time")
+    tap_list.sort(key=_tap_order)
     binding_list = list(bindings)
     elder_map: dict[str, Elder] = {}
     for elder in elders:
