@@ -127,3 +127,18 @@ def worker_factory(tsdb_dsn: str, mqtt_server_account: Any, unique_point_id: str
     for worker in started:
         worker.stop()
         end_session(mqtt_server_account, worker.client_id)
+
+
+@pytest.fixture
+def private_dsn(tsdb_admin_dsn: str) -> Iterator[str]:
+    """A migrated database of this test's own, for tests that delete data across all points."""
+    from server.db.migrate import migrate
+
+    name = f"yangyi_priv_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = tsdb_admin_dsn.rsplit("/", 1)[0] + "/" + name
+    migrate(dsn)
+    yield dsn
+    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
