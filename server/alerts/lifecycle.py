@@ -3,8 +3,9 @@
 States: OPEN → ACKNOWLEDGED (who, when, through which channel) → RESOLVED. An alert resolves when
 its condition has cleared and, for gas and electric alarms (hazard gas/electric, peak severity
 alarm or above), a person has confirmed on site with a rectification note (整改说明); other alerts
-resolve by themselves once cleared. OPEN → RESOLVED happens for a condition that clears before
-anyone acknowledged and needs no confirmation (a device back online).
+resolve by themselves once cleared (unless `auto_resolve` is off: then by a person). OPEN →
+RESOLVED happens for a condition that clears before anyone acknowledged and needs no
+confirmation (a device back online).
 
 Rules:
 - One active (unresolved) alert per (point, device, condition); a repeated observation updates it
@@ -12,7 +13,7 @@ Rules:
 - A clear is taken only after it has held for `clear_hold_s` without the condition coming back,
   so a value wobbling at a threshold gives one alert, not a stream (no flapping).
 - A condition that clears and comes back while its alert is unresolved reopens the same alert
-  (RECURRED; any earlier confirmation is void); after the alert was resolved it opens a new one
+  (RECURRED); after the alert was resolved it opens a new one
   that names the old one as `previous_id`.
 - Every transition yields a TimelineEvent for the safety ledger (台账); plain repeats do not.
 
@@ -62,6 +63,8 @@ class LifecyclePolicy(BaseModel):
     clear_hold_s_by_hazard: dict[Hazard, float] = Field(default_factory=dict)
     confirm_hazards: frozenset[Hazard] = Field(default=frozenset({Hazard.GAS, Hazard.ELECTRIC}))
     confirm_min_severity: Severity = Severity.ALARM
+    # Off: every alert waits for a person to resolve it (resolve()), not only gas and electric alarms.
+    auto_resolve: bool = True
 
     def hold_s(self, hazard: Hazard) -> float:
         return self.clear_hold_s_by_hazard.get(hazard, self.clear_hold_s)
@@ -200,7 +203,8 @@ class AlertBook:
             raise AlertStateError(f"alert {alert_id} is already resolved")
         if a.state == AlertState.ACKNOWLEDGED:
             return Change(replace(a))
-        return Change(replace(a), (self._ack(a, by, at, channel),))
+        event = self._ack(a, by, at, channel)
+        return Change(replace(a), (event,))
 
     def confirm(self, alert_id: str, by: str, at: datetime, note: str) -> Change:
         """Record an on-site confirmation with a rectification note; resolves if the condition is gone."""
@@ -230,7 +234,8 @@ class AlertBook:
             )
         if a.active:
             raise AlertStateError(f"alert {alert_id}: the condition is still present")
-        return Change(replace(a), (self._resolve(a, at, by, note),))
+        event = self._resolve(a, at, by, note)
+        return Change(replace(a), (event,))
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -262,11 +267,7 @@ class AlertBook:
         if not a.active and (a.cleared_at is None or obs.at >= a.cleared_at):
             a.active = True
             a.cleared_at = None
-            detail: dict[str, str | float | None] = {"value": obs.value}
-            if a.confirmation is not None:
-                detail["voided_confirmation_by"] = a.confirmation.by
-                a.confirmation = None
-            events.append(TimelineEvent(a.id, obs.at, EventKind.RECURRED, detail=detail))
+            events.append(TimelineEvent(a.id, obs.at, EventKind.RECURRED, detail={"value": obs.value}))
         if obs.severity != a.severity and obs.at >= a.last_seen:
             events.append(TimelineEvent(a.id, obs.at, EventKind.SEVERITY_CHANGED, detail={
                 "from": a.severity.value, "to": obs.severity.value, "value": obs.value,
@@ -284,7 +285,7 @@ class AlertBook:
         a.clear_pending_since = None
         a.cleared_at = since
         events = [TimelineEvent(a.id, since, EventKind.CLEARED, detail={"value": a.last_value})]
-        if not self.needs_confirmation(a):
+        if not self.needs_confirmation(a) and self.policy.auto_resolve:
             events.append(self._resolve(a, now, SYSTEM_ACTOR))
         elif a.confirmation is not None:
             events.append(self._resolve(a, now, a.confirmation.by))
