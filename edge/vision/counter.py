@@ -241,7 +241,7 @@ class PeopleCounter:
             return result
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._open)
         mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, self._close)
-        result.detections = self._detect(mask)
+        result.detections = self._detect(mask, t)
         result.crossings = self._track(result.detections, t)
         result.tracks = list(self.tracks)
         return result
@@ -303,32 +303,49 @@ class PeopleCounter:
         faint = weak & (gray.astype(np.float32) > limit * self._bg_gray)
         mask[faint] = 255
 
-    def _detect(self, mask: np.ndarray) -> list[Detection]:
+    def _detect(self, mask: np.ndarray, t: float) -> list[Detection]:
         n, labels, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=8)
         out: list[Detection] = []
         ux, uy = float(self._along[0]), float(self._along[1])
         b = self.config.blobs
+        fresh = 2.5 / self.config.fps
+        preds = [tr.predict(t) for tr in self.tracks if t - tr.t <= fresh]
         for i in range(1, n):
             x, y, w, h, area = (int(v) for v in stats[i])
             if area < self._min_area_px:
                 continue
             box = (x, y, w, h)
             extent = abs(w * ux) + abs(h * uy)
-            if extent < b.split_at * self._person_px:
+            depth = abs(w * uy) + abs(h * ux)  # extent along the walking direction
+            wide = extent >= b.split_at * self._person_px
+            long = depth >= b.split_at * self._person_px
+            k = min(b.max_split, max(2, round(extent / self._person_px))) if wide else 1
+            # Only a blob too big for one person may be shared out between tracks; otherwise two
+            # tracks on one person would keep each other alive.
+            inside = [(px, py) for px, py in preds if x <= px < x + w and y <= py < y + h] if wide or long else []
+            if len(inside) < 2 and k == 1:
                 out.append(Detection(float(cents[i][0]), float(cents[i][1]), area, box))
                 continue
-            k = min(b.max_split, max(2, round(extent / self._person_px)))
             ys, xs = np.nonzero(labels[y:y + h, x:x + w] == i)
             xs = xs + x
             ys = ys + y
-            proj = xs * ux + ys * uy
-            lo, hi = float(proj.min()), float(proj.max())
-            edges = np.linspace(lo, hi + 1e-6, k + 1)
-            part = np.clip(np.searchsorted(edges, proj, side="right") - 1, 0, k - 1)
-            for j in range(k):
+            k_depth = round(depth / self._person_px)
+            if max(2, k) <= len(inside) <= max(k, k_depth):
+                # People who were apart and have merged: give each pixel to the nearest track.
+                centres = np.array(inside, np.float32)
+                d2 = (xs[:, None] - centres[None, :, 0]) ** 2 + (ys[:, None] - centres[None, :, 1]) ** 2
+                part = np.argmin(d2, axis=1)
+                parts = len(inside)
+            else:
+                # People who arrived together: cut the blob into equal strips along the line.
+                proj = xs * ux + ys * uy
+                edges = np.linspace(float(proj.min()), float(proj.max()) + 1e-6, k + 1)
+                part = np.clip(np.searchsorted(edges, proj, side="right") - 1, 0, k - 1)
+                parts = k
+            for j in range(parts):
                 sel = part == j
                 cnt = int(sel.sum())
-                if cnt * k < area * 0.3:  # a sliver, not a person
+                if cnt * parts < area * 0.3:  # a sliver, not a person
                     continue
                 out.append(Detection(float(xs[sel].mean()), float(ys[sel].mean()), cnt, box))
         return out
@@ -361,7 +378,8 @@ class PeopleCounter:
             if crossing is not None:
                 crossings.append(crossing)
         max_missed = self.config.tracker.max_missed_s
-        self.tracks = [tr for i, tr in enumerate(self.tracks) if i in used_t or t - tr.t <= max_missed]
+        self.tracks = [tr for i, tr in enumerate(self.tracks)
+                       if i in used_t or (t - tr.t <= max_missed and not self._gone(tr))]
         for di, d in enumerate(dets):
             if di not in used_d:
                 tr = Track(self._next_id, d.x, d.y, t, t)
@@ -373,6 +391,13 @@ class PeopleCounter:
                     tr.origin = 1 if dist > 0 else -1
                 self.tracks.append(tr)
         return crossings
+
+    def _gone(self, tr: Track) -> bool:
+        """Whether an unseen track was last seen at the frame's edge, heading out of view."""
+        w, h = self.size
+        m = self._person_px / 2
+        return ((tr.x < m and tr.vx < 0) or (tr.x > w - m and tr.vx > 0)
+                or (tr.y < m and tr.vy < 0) or (tr.y > h - m and tr.vy > 0))
 
     def _update_side(self, tr: Track, t: float) -> Crossing | None:
         dist = self.distance(tr.x, tr.y)
