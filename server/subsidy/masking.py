@@ -42,7 +42,7 @@ SENSITIVE_WORDS: tuple[str, ...] = (
 
 def mask_id_number(number: str) -> str:
     """Keep the first 2 and last 3 characters of an ID number."""
-    return residentid.mask(number.strip())
+    return residentid.mask(number.strip().upper())
 
 
 def mask_phone(phone: str) -> str:
