@@ -76,7 +76,7 @@ def provider_stub() -> Iterator[Stub]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     stub.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="provider-stub", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="provider-stub", daemon=True)
     thread.start()
     try:
         yield stub
