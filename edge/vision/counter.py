@@ -26,8 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 GAIN_REFRESH_FRAMES = 10  # how often the background image for brightness matching is refreshed
-GAIN_GRID_STEP_PX = 6
-MIN_LEARNING_FRAMES = 200  # the fastest background learning rate is 1/200 per frame  # brightness is matched on a sparse grid of pixels, which is plenty
+GAIN_GRID_STEP_PX = 6  # brightness is matched on a sparse grid of pixels, which is plenty
 
 
 class Strict(BaseModel):
@@ -39,14 +38,14 @@ class Strict(BaseModel):
 class LineConfig(Strict):
     """The counting line (normalised image coordinates, 0..1) and which side is the dining room."""
 
-    x1: float = Field(0.0, ge=0, le=1)
-    y1: float = Field(0.5, ge=0, le=1)
-    x2: float = Field(1.0, ge=0, le=1)
-    y2: float = Field(0.5, ge=0, le=1)
-    inside_x: float = Field(0.5, ge=0, le=1, description="Any point on the room side of the line")
-    inside_y: float = Field(1.0, ge=0, le=1)
+    x1: float = Field(default=0.0, ge=0, le=1)
+    y1: float = Field(default=0.5, ge=0, le=1)
+    x2: float = Field(default=1.0, ge=0, le=1)
+    y2: float = Field(default=0.5, ge=0, le=1)
+    inside_x: float = Field(default=0.5, ge=0, le=1, description="Any point on the room side of the line")
+    inside_y: float = Field(default=1.0, ge=0, le=1)
     band: float = Field(
-        0.08, gt=0, le=0.5,
+        default=0.08, gt=0, le=0.5,
         description="Half-width of the neutral band around the line, as a fraction of the frame's "
         "shorter side; a track must leave the band on the other side to count",
     )
@@ -66,56 +65,58 @@ class LineConfig(Strict):
 class BackgroundConfig(Strict):
     method: Literal["mog2", "knn"] = "mog2"
     history_frames: int = Field(
-        1500, ge=10, description="Learning rate after warm-up is 1/history: someone standing still on "
+        default=1500, ge=10, description="Learning rate after warm-up is 1/history: someone standing still on "
         "the sill fades into the background only after about history/10 frames",
     )
     warmup_s: float = Field(
-        1.0, ge=0, description="Learn the empty scene quickly for this long after start or a relearn",
+        default=1.0, ge=0, description="Learn the empty scene quickly for this long after start or a relearn",
     )
     var_threshold: float | None = Field(
-        None, gt=0, description="MOG2 squared Mahalanobis distance (default 16) or KNN squared distance "
+        default=None, gt=0, description="MOG2 squared Mahalanobis distance (default 16) or KNN squared distance "
         "(default 400) above which a pixel is foreground",
     )
-    shadows: bool = Field(True, description="Detect shadows and leave them out of blobs")
+    shadows: bool = Field(default=True, description="Detect shadows and leave them out of blobs")
     shadow_max_ratio: float = Field(
-        0.8, gt=0, le=1, description="Shadow pixels brighter than this times the background are kept "
+        default=0.8, gt=0, le=1, description="Shadow pixels brighter than this times the background are kept "
         "as foreground (cast shadows are darker; grey clothes on a grey floor are not); 1 disables",
     )
-    match_brightness: bool = Field(True, description="Undo global brightness changes before subtraction")
+    match_brightness: bool = Field(default=True, description="Undo global brightness changes before subtraction")
     relearn_fraction: float = Field(
-        0.5, gt=0, le=1, description="If more of the frame than this is foreground, relearn the background",
+        default=0.5, gt=0, le=1, description="If more of the frame than this is foreground, relearn the background",
     )
 
 
 class BlobConfig(Strict):
-    open_px: int = Field(3, ge=1, le=31, description="Opening kernel at processing resolution (noise)")
-    close_px: int = Field(9, ge=1, le=61, description="Closing kernel across the walking direction")
+    open_px: int = Field(default=3, ge=1, le=31, description="Opening kernel at processing resolution (noise)")
+    close_px: int = Field(default=9, ge=1, le=61, description="Closing kernel across the walking direction")
     close_along_walk_px: int = Field(
-        21, ge=1, le=121, description="Closing kernel along the walking direction: joins head, torso and "
+        default=21, ge=1, le=121, description="Closing kernel along the walking direction: joins head, torso and "
         "legs even when the torso matches the floor, without joining people side by side",
     )
-    min_area: float = Field(0.006, gt=0, lt=1, description="Smallest blob, fraction of the frame area")
+    min_area: float = Field(default=0.006, gt=0, lt=1, description="Smallest blob, fraction of the frame area")
     person_width: float = Field(
-        0.2, gt=0, le=1, description="One adult's width along the line, fraction of the shorter side",
+        default=0.2, gt=0, le=1, description="One adult's width along the line, fraction of the shorter side",
     )
-    split_at: float = Field(1.45, ge=1.0, description="Blobs wider than this many person widths are split")
-    max_split: int = Field(4, ge=1, le=8)
+    split_at: float = Field(default=1.45, ge=1.0, description="Blobs wider than this many person widths are split")
+    max_split: int = Field(default=4, ge=1, le=8)
 
 
 class TrackerConfig(Strict):
-    gate: float = Field(0.15, gt=0, le=1, description="Largest jump from the prediction, fraction of shorter side")
-    max_missed_s: float = Field(1.5, gt=0, description="A track unseen this long is dropped")
-    min_frames: int = Field(3, ge=1, description="A track must be seen this many frames before it counts")
+    gate: float = Field(
+        default=0.15, gt=0, le=1, description="Largest jump from the prediction, fraction of the shorter side",
+    )
+    max_missed_s: float = Field(default=1.5, gt=0, description="A track unseen this long is dropped")
+    min_frames: int = Field(default=3, ge=1, description="A track must be seen this many frames before it counts")
 
 
 class CounterConfig(Strict):
     """Entrance counter settings; all sizes relative to the frame so the resolution can change."""
 
-    width: int = Field(320, ge=64, le=1920, description="Processing width in pixels")
-    height: int = Field(240, ge=48, le=1080, description="Processing height in pixels")
-    fps: float = Field(15.0, gt=0, le=60, description="Frames processed per second at most")
-    blur_px: int = Field(5, ge=0, le=15, description="Gaussian blur before subtraction (0 or 1: none)")
-    color: bool = Field(True, description="Subtract in colour (better shadows and grey clothes) or grey")
+    width: int = Field(default=320, ge=64, le=1920, description="Processing width in pixels")
+    height: int = Field(default=240, ge=48, le=1080, description="Processing height in pixels")
+    fps: float = Field(default=15.0, gt=0, le=60, description="Frames processed per second at most")
+    blur_px: int = Field(default=5, ge=0, le=15, description="Gaussian blur before subtraction (0 or 1: none)")
+    color: bool = Field(default=True, description="Subtract in colour (better shadows and grey clothes) or grey")
     line: LineConfig = LineConfig()
     background: BackgroundConfig = BackgroundConfig()
     blobs: BlobConfig = BlobConfig()
@@ -213,6 +214,11 @@ class PeopleCounter:
         self._bg_gray: np.ndarray | None = None
         self._warm_t0: float | None = None
         self._warm_n = 0
+
+    def drop_tracks(self) -> None:
+        """Forget every track (after a gap in the video: nobody can be followed across it)."""
+        self.tracks = []
+        self._last_t = None
 
     def distance(self, x: float, y: float) -> float:
         """Signed distance in pixels from the line, positive on the room side."""
@@ -440,16 +446,16 @@ class HeadCountConfig(Strict):
     """Occupancy snapshot at mealtime with a detector that ships inside OpenCV (no downloads)."""
 
     detector: Literal["haar_face", "haar_face_alt2", "haar_upperbody", "hog_people"] = "haar_face"
-    width: int = Field(640, ge=64, le=1920, description="Processing width; small faces need pixels")
-    height: int = Field(480, ge=48, le=1080)
-    scale_factor: float = Field(1.1, gt=1.0, le=2.0)
-    min_neighbors: int = Field(4, ge=0, le=20)
-    min_size: float = Field(0.05, gt=0, le=1, description="Smallest head, fraction of the shorter side")
-    max_size: float = Field(0.5, gt=0, le=1)
-    hog_threshold: float = Field(0.0, description="HOG SVM hit threshold; higher means fewer, surer hits")
-    frames: int = Field(5, ge=1, le=100, description="A snapshot is the median count over this many frames")
+    width: int = Field(default=640, ge=64, le=1920, description="Processing width; small faces need pixels")
+    height: int = Field(default=480, ge=48, le=1080)
+    scale_factor: float = Field(default=1.1, gt=1.0, le=2.0)
+    min_neighbors: int = Field(default=4, ge=0, le=20)
+    min_size: float = Field(default=0.05, gt=0, le=1, description="Smallest head, fraction of the shorter side")
+    max_size: float = Field(default=0.5, gt=0, le=1)
+    hog_threshold: float = Field(default=0.0, description="HOG SVM hit threshold; higher means fewer, surer hits")
+    frames: int = Field(default=5, ge=1, le=100, description="A snapshot is the median count over this many frames")
     roi: tuple[float, float, float, float] | None = Field(
-        None, description="x0, y0, x1, y1 (normalised) of the tables; None means the whole frame",
+        default=None, description="x0, y0, x1, y1 (normalised) of the tables; None means the whole frame",
     )
 
 
@@ -463,7 +469,7 @@ class HeadCounter:
         self._cascade: cv2.CascadeClassifier | None = None
         if c.detector == "hog_people":
             self._hog = cv2.HOGDescriptor()
-            self._hog.setSVMDetector(cv2.HOGDescriptor.getDefaultPeopleDetector())
+            self._hog.setSVMDetector(np.asarray(cv2.HOGDescriptor.getDefaultPeopleDetector(), np.float32))
         else:
             path = cv2.data.haarcascades + HAAR_FILES[c.detector]  # type: ignore[attr-defined]
             self._cascade = cv2.CascadeClassifier(path)
@@ -496,7 +502,7 @@ class HeadCounter:
                                                    minNeighbors=c.min_neighbors, minSize=(lo, lo),
                                                    maxSize=(hi, hi))
             boxes = [tuple(int(v) for v in r) for r in rects]
-        return [(x + ox, y + oy, w, h) for x, y, w, h in boxes]  # type: ignore[misc]
+        return [(x + ox, y + oy, w, h) for x, y, w, h in boxes]
 
     def count(self, frame: np.ndarray) -> int:
         return len(self.detect(frame))

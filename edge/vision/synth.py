@@ -11,16 +11,18 @@ who starts and ends on the same side (turned back, lingered and left) did neithe
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from .counter import CounterConfig, LineConfig
+from .counter import CounterConfig
 
 BGR = tuple[int, int, int]
 
@@ -68,7 +70,7 @@ class Person:
         p = self.path
         if t < p[0][0] or t > p[-1][0]:
             return None
-        for (t0, x0, y0), (t1, x1, y1) in zip(p, p[1:], strict=False):
+        for (t0, x0, y0), (t1, x1, y1) in itertools.pairwise(p):
             if t0 <= t <= t1:
                 f = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
                 return x0 + f * (x1 - x0), y0 + f * (y1 - y0)
@@ -76,7 +78,7 @@ class Person:
 
     def velocity(self, t: float) -> tuple[float, float]:
         """Return the path's (dx/dt, dy/dt) at time t (zero when standing)."""
-        for (t0, x0, y0), (t1, x1, y1) in zip(self.path, self.path[1:], strict=False):
+        for (t0, x0, y0), (t1, x1, y1) in itertools.pairwise(self.path):
             if t0 <= t <= t1 and t1 > t0:
                 return (x1 - x0) / (t1 - t0), (y1 - y0) / (t1 - t0)
         return 0.0, 0.0
@@ -121,14 +123,14 @@ class Scenario:
 
     def counter_config(self, **overrides: object) -> CounterConfig:
         """Return a counter config whose line is this scene's threshold, room side below it."""
-        line = LineConfig(x1=0.0, y1=self.line_y, x2=1.0, y2=self.line_y, inside_x=0.5, inside_y=1.0)
-        return CounterConfig.model_validate({"fps": self.fps, "line": line.model_dump(), **overrides})
+        line = {"x1": 0.0, "y1": self.line_y, "x2": 1.0, "y2": self.line_y, "inside_x": 0.5, "inside_y": 1.0}
+        return CounterConfig.model_validate({"fps": self.fps, "line": line, **overrides})
 
     def gain(self, t: float) -> float:
         pts = self.lighting
         if t <= pts[0][0]:
             return pts[0][1]
-        for (t0, g0), (t1, g1) in zip(pts, pts[1:], strict=False):
+        for (t0, g0), (t1, g1) in itertools.pairwise(pts):
             if t0 <= t < t1:
                 return g0 + (g1 - g0) * (t - t0) / (t1 - t0)
         return pts[-1][1]
@@ -228,10 +230,10 @@ class Renderer:
         cx += sway
 
         def pt(dx: float, dy: float) -> tuple[int, int]:
-            return int(round(cx + dx)), int(round(cy + dy))
+            return round(cx + dx), round(cy + dy)
 
         def ax(a: float, b: float) -> tuple[int, int]:
-            return max(1, int(round(a))), max(1, int(round(b)))
+            return max(1, round(a)), max(1, round(b))
 
         if p.aid is Aid.WALKER:
             x0, x1 = pt(-8 * u, heading * 5 * u), pt(8 * u, heading * 12 * u)
@@ -242,7 +244,7 @@ class Renderer:
         cv2.ellipse(frame, pt(0, 0), ax(6 * u, 4.5 * u), 0, 0, 360, p.clothes, -1)
         cv2.ellipse(frame, pt(-6.2 * u, -0.5 * swing), ax(1.5 * u, 3 * u), 0, 0, 360, p.clothes, -1)
         cv2.ellipse(frame, pt(6.2 * u, 0.5 * swing), ax(1.5 * u, 3 * u), 0, 0, 360, p.clothes, -1)
-        cv2.circle(frame, pt(0, -5 * u), max(2, int(round(3 * u))), p.hair, -1)
+        cv2.circle(frame, pt(0, -5 * u), max(2, round(3 * u)), p.hair, -1)
         if heading > 0:  # walking towards the camera: the face shows under the hair
             cv2.ellipse(frame, pt(0, -4 * u), ax(2.2 * u, 1.8 * u), 0, 0, 180, SKIN, -1)
         if p.aid is Aid.CANE:
@@ -259,8 +261,8 @@ class _Cast:
     rng: np.random.Generator
     people: list[Person] = field(default_factory=list)
 
-    def looks(self, **kw: object) -> dict[str, object]:
-        d: dict[str, object] = {
+    def looks(self, **kw: Any) -> dict[str, Any]:
+        d: dict[str, Any] = {
             "scale": float(self.rng.uniform(0.85, 1.15)),
             "clothes": CLOTHES[int(self.rng.integers(len(CLOTHES)))],
             "hair": HAIR[int(self.rng.integers(len(HAIR)))],
@@ -270,16 +272,16 @@ class _Cast:
         return d
 
     def walk(self, t0: float, x: float, direction: int, speed: float = WALK_SPEED,
-             drift: float | None = None, **kw: object) -> float:
+             drift: float | None = None, **kw: Any) -> float:
         """Add someone crossing the whole view (direction +1 = in, -1 = out); return when they cross."""
         y0, y1 = (OFF_TOP, OFF_BOTTOM) if direction > 0 else (OFF_BOTTOM, OFF_TOP)
         dur = abs(y1 - y0) / speed
         x1 = x + (float(self.rng.uniform(-0.04, 0.04)) if drift is None else drift)
-        self.people.append(Person(path=((t0, x, y0), (t0 + dur, x1, y1)), **self.looks(**kw)))  # type: ignore[arg-type]
+        self.people.append(Person(path=((t0, x, y0), (t0 + dur, x1, y1)), **self.looks(**kw)))
         return t0 + abs(LINE_Y - y0) / speed
 
-    def path(self, points: Sequence[tuple[float, float, float]], **kw: object) -> None:
-        self.people.append(Person(path=tuple(points), **self.looks(**kw)))  # type: ignore[arg-type]
+    def path(self, points: Sequence[tuple[float, float, float]], **kw: Any) -> None:
+        self.people.append(Person(path=tuple(points), **self.looks(**kw)))
 
 
 def _approach(t0: float, x: float, y_to: float, from_top: bool, speed: float = WALK_SPEED) -> tuple[
@@ -310,7 +312,7 @@ def side_by_side(seed: int = 2) -> Scenario:
         a, b = c.looks(), c.looks()
         gap = float(c.rng.uniform(0.0, 0.02))  # shoulder to shoulder, at most a hand apart
         # Arm to arm a figure is 15.4 units wide (a unit is 1 % of the frame width at the sill).
-        sep = 0.154 * (float(a["scale"]) + float(b["scale"])) / 2 + gap  # type: ignore[arg-type]
+        sep = 0.154 * (a["scale"] + b["scale"]) / 2 + gap
         xm = float(c.rng.uniform(0.45, 0.55))
         drift = float(c.rng.uniform(-0.04, 0.04))
         c.walk(t, xm - sep / 2, direction, drift=drift, **a)
@@ -397,7 +399,7 @@ def noise_shadows(seed: int = 7) -> Scenario:
     c = _Cast(np.random.default_rng(seed))
     t = 1.5
     for i, direction in enumerate((+1, +1, -1, +1, -1, +1)):
-        kw = {"clothes": CLOTHES[-1]} if i in (1, 4) else {}
+        kw: dict[str, Any] = {"clothes": CLOTHES[-1]} if i in (1, 4) else {}
         c.walk(t, float(c.rng.uniform(0.35, 0.65)), direction, **kw)
         t += float(c.rng.uniform(2.0, 2.6))
     return Scenario("noise_shadows", "a noisy cheap camera, long shadows, clothes the colour of the floor",
