@@ -26,7 +26,7 @@ from types import FrameType
 from firmware_bridge.contract import Message, PointChannel
 
 from .clock import Clock, SystemClock
-from .config import AgentConfig, InputConfig, load_config
+from .config import AgentConfig, InputConfig, input_name, load_config
 from .errors import ConfigError, OutboxError
 from .events import Emitter
 from .inputs import InputContext
@@ -55,7 +55,7 @@ class InputRunner:
     ) -> None:
         self.cfg = cfg
         self._wait = wait or stop.wait
-        self.name = cfg.name or cfg.type
+        self.name = input_name(cfg)
         self._ctx = ctx
         self._emitter = emitter
         self._stop = stop

@@ -14,7 +14,7 @@ import os
 import re
 from datetime import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -190,9 +190,22 @@ class SimulatedInputConfig(InputBase):
         return SimulatedInput(self, ctx)
 
 
-# The discriminated union of input plug-ins; add new input configs here.
+# The discriminated union of input plug-ins; add new input configs here (A | B | …).
 InputConfig = Annotated[SimulatedInputConfig, Field(discriminator="type")]
-INPUT_TYPES: frozenset[str] = frozenset({"simulated"})
+
+
+def _union_tags(annotated: Any) -> frozenset[str]:
+    inner = get_args(annotated)[0]
+    members = get_args(inner) or (inner,)
+    return frozenset(get_args(m.model_fields["type"].annotation)[0] for m in members)
+
+
+INPUT_TYPES: frozenset[str] = _union_tags(InputConfig)
+
+
+def input_name(cfg: Any) -> str:
+    """An input's thread name: its `name` if the plug-in has one, else its type."""
+    return str(getattr(cfg, "name", None) or cfg.type)
 
 
 class AgentConfig(StrictModel):
@@ -205,7 +218,7 @@ class AgentConfig(StrictModel):
 
     @model_validator(mode="after")
     def _unique_input_names(self) -> AgentConfig:
-        names = [i.name or i.type for i in self.inputs]
+        names = [input_name(i) for i in self.inputs]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"input names must be unique (set `name`): {dupes}")

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from firmware_bridge.contract import Channel, CheckinMethod, DinerKind, Meal, TapDecision
 
-from ..config import MealWindow, SimulatedInputConfig
+from ..config import MealWindow, SimulatedInputConfig, input_name
 from ..events import Emitter, Input, Lane
 from . import InputContext
 
@@ -147,7 +147,7 @@ class SimulatedInput(Input):
     """Runs a SimulatedSource against the agent's clock and emits what falls due."""
 
     def __init__(self, cfg: SimulatedInputConfig, ctx: InputContext) -> None:
-        self.name = cfg.name or cfg.type
+        self.name = input_name(cfg)
         self._clock = ctx.clock
         self.source = SimulatedSource(cfg, ctx.point_id, ctx.clock.now())
 

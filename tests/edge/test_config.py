@@ -148,3 +148,18 @@ def test_validate_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(["--config", str(broken), "--validate-config"]) == EXIT_CONFIG
     assert "not valid YAML" in capsys.readouterr().err
     assert main(["--config", str(tmp_path / "nothing.yaml"), "--validate-config"]) == EXIT_CONFIG
+
+
+def test_input_tags_follow_the_union_as_it_grows() -> None:
+    from typing import Annotated, Literal
+
+    from pydantic import Field
+
+    from edge.config import INPUT_TYPES, InputBase, SimulatedInputConfig, _union_tags
+
+    class Camera(InputBase):
+        type: Literal["camera"]
+
+    assert "simulated" in INPUT_TYPES
+    grown = Annotated[SimulatedInputConfig | Camera, Field(discriminator="type")]
+    assert _union_tags(grown) == {"simulated", "camera"}
