@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
 
 from server.alerts.channels.base import Notification, SendResult
 from server.alerts.escalation import (
@@ -14,6 +15,7 @@ from server.alerts.escalation import (
     Endpoint,
     EscalationPolicy,
     NoticeKind,
+    QuietHours,
     Role,
     Step,
     compose,
@@ -216,3 +218,26 @@ def test_messages_are_chinese_first_with_the_ack_link() -> None:
     reminder = [n for n in channels["wecom"].sent if n.person_id == "c1"][1]
     assert reminder.title == "【养怡】燃气报警（第1次提醒）"
     assert first.params["kind"] == "燃气报警" and first.params["link"] == first.link
+
+
+def test_a_restart_mid_escalation_carries_on_from_stored_attempts() -> None:
+    straight = run(make_alert(DAY), range(0, 17), ok_channels())
+    before = run(make_alert(DAY), range(0, 8), ok_channels())
+    stored = [replace(a) for a in before]  # what the attempts table would hold
+    after = run(make_alert(DAY), range(8, 17), ok_channels(), history=stored)  # new process, new channels
+    assert timeline(after, DAY) == timeline(straight, DAY)
+
+
+def test_quiet_hours_arithmetic() -> None:
+    night = QuietHours()  # 22:00–06:00 Asia/Shanghai
+    assert night.contains(NIGHT) and not night.contains(DAY)
+    assert night.contains(datetime(2026, 6, 1, 21, 59, tzinfo=UTC))  # 05:59 local
+    assert not night.contains(datetime(2026, 6, 1, 22, 0, tzinfo=UTC))  # 06:00 local
+    # 20:00 local → 08:00 local next day holds 8 quiet hours.
+    evening, morning = datetime(2026, 6, 1, 12, 0, tzinfo=UTC), datetime(2026, 6, 2, 0, 0, tzinfo=UTC)
+    assert night.quiet_seconds(evening, morning) == 8 * 3600
+    nap = QuietHours(start=time(12, 0), end=time(14, 0))  # a daytime window works too
+    assert nap.contains(datetime(2026, 6, 1, 5, 0, tzinfo=UTC)) and not nap.contains(DAY)
+    assert nap.ends_after(datetime(2026, 6, 1, 5, 0, tzinfo=UTC)) == datetime(2026, 6, 1, 6, 0, tzinfo=UTC)
+    off = QuietHours(start=time(0, 0), end=time(0, 0))
+    assert not off.contains(NIGHT) and off.quiet_seconds(DAY, DAY + timedelta(days=2)) == 0
