@@ -141,3 +141,27 @@ def test_events_wait_in_the_outbox_until_the_broker_is_back(tmp_path, unique_poi
         pub.stop(1)
         ob.close()
         sub.stop()
+
+
+def test_rows_the_broker_refuses_go_to_dead_letters_not_away(tmp_path, unique_point_id, mqtt_account_factory):
+    # Logged in as another point's account, the ACL refuses our topics: PUBACK "Not authorized".
+    other = mqtt_account_factory(f"{unique_point_id}x")
+    cfg = parse_config({
+        "point": {"id": unique_point_id},
+        "mqtt": {"host": other.host, "port": other.port, "username": other.username, "password": other.password},
+        "outbox": {"path": str(tmp_path / "outbox.db")},
+        "clock": {"assume_synced": True},
+    })
+    ob = Outbox(tmp_path / "outbox.db", unique_point_id)
+    for i in range(5):
+        ob.append(Channel.DINER, "r1", {"method": "card", "card_id": f"C{i}", "decision": "accepted"},
+                  ts=datetime.now(UTC), clock_synced=True)
+    pub = Publisher(cfg, ob, SystemClock(assume_synced=True))
+    pub.start()
+    try:
+        wait(lambda: ob.dead_count() == 5, 10, "five dead letters")
+        assert ob.depth() == 0
+        assert pub.published == 0
+    finally:
+        pub.stop(1)
+        ob.close()
