@@ -30,16 +30,9 @@ def instant(moment: datetime) -> str:
     return str(_default(moment))
 
 
-class _Encoder(json.JSONEncoder):
-    def __init__(self) -> None:
-        super().__init__(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-    def default(self, o: Any) -> Any:
-        return _default(o)
-
-    def iterencode(self, o: Any, _one_shot: bool = False) -> Any:
-        _reject_floats(o)
-        return super().iterencode(o, _one_shot)
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default
+)
 
 
 def _reject_floats(obj: Any) -> None:
@@ -58,26 +51,47 @@ def _reject_floats(obj: Any) -> None:
 
 def dumps(obj: Any) -> str:
     """Encode `obj` as canonical JSON text."""
-    return "".join(_Encoder().iterencode(obj))
+    _reject_floats(obj)
+    return _ENCODER.encode(obj)
 
 
 def sha256_hex(obj: Any) -> str:
-    """Return the sha256 of the canonical JSON of `obj`, streamed so large settlements stay cheap."""
+    """Return the sha256 of dumps(obj), fed piecewise so a large settlement is never one string.
+
+    Records inside top-level lists are encoded one by one without the float scan: they come from
+    typed dataclasses whose canonical() emits Decimals, ints and strings only.
+    """
     digest = hashlib.sha256()
-    for chunk in _Encoder().iterencode(obj):
-        digest.update(chunk.encode("utf-8"))
+    if isinstance(obj, dict):
+        digest.update(b"{")
+        for i, key in enumerate(sorted(obj)):
+            if i:
+                digest.update(b",")
+            digest.update(_ENCODER.encode(key).encode("utf-8") + b":")
+            value = obj[key]
+            if isinstance(value, list | tuple):
+                _feed_records(digest, value)
+            else:
+                digest.update(dumps(value).encode("utf-8"))
+        digest.update(b"}")
+    elif isinstance(obj, list | tuple):
+        _feed_records(digest, obj)
+    else:
+        digest.update(dumps(obj).encode("utf-8"))
     return digest.hexdigest()
+
+
+def _feed_records(digest: Any, records: Iterable[Any]) -> None:
+    digest.update(b"[")
+    for i, record in enumerate(records):
+        if i:
+            digest.update(b",")
+        digest.update(_ENCODER.encode(record).encode("utf-8"))
+    digest.update(b"]")
 
 
 def sha256_records(records: Iterable[Any]) -> str:
     """Return the sha256 of a JSON array of records given one by one (same result as sha256_hex(list))."""
     digest = hashlib.sha256()
-    encoder = _Encoder()
-    digest.update(b"[")
-    for i, record in enumerate(records):
-        if i:
-            digest.update(b",")
-        for chunk in encoder.iterencode(record):
-            digest.update(chunk.encode("utf-8"))
-    digest.update(b"]")
+    _feed_records(digest, records)
     return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""Jinja2 templates of the subsidy package (a package so the wheel ships them as package data)."""
