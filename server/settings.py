@@ -13,6 +13,7 @@ Every variable is optional; the defaults match deploy/native (broker 127.0.0.1:1
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -81,6 +82,9 @@ class IngestSettings(BaseSettings):
     batch_max: int = Field(default=5000, ge=1, description="Messages per transaction at most")
     batch_latency_s: float = Field(default=0.2, gt=0, description="Longest wait to fill a batch")
     max_payload_bytes: int = Field(default=768 * 1024, ge=64, description="Larger payloads: dead letter")
+    # "process": validation and database writes in a child process, off the MQTT process's GIL;
+    # "thread": the same in a thread (one process, slower under load).
+    writer: Literal["process", "thread"] = "process"
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
 

@@ -63,7 +63,7 @@ _COPY = {
     "safety_events": f"COPY safety_events ({', '.join(SAFETY_COLUMNS)}) FROM STDIN (FORMAT BINARY)",
     "count_events": f"COPY count_events ({', '.join(COUNT_COLUMNS)}) FROM STDIN (FORMAT BINARY)",
 }
-_COPY_TYPES = {
+COPY_TYPES = {
     "telemetry": ["timestamptz", "text", "text", "int8", "text", "text", "float8", "float8", "float8",
                   "float8", "int4", "int4"],
     "diner_events": ["timestamptz", "text", "text", "int8", "text", "text", "text", "text", "text", "text",
@@ -101,7 +101,7 @@ def write_batch(conn: psycopg.Connection[Any], batch: PreparedBatch) -> WriteRes
                                   ("safety_events", rows.safety), ("count_events", rows.count)):
             if table_rows:
                 with cur.copy(_COPY[table]) as copy:
-                    copy.set_types(_COPY_TYPES[table])
+                    copy.set_types(COPY_TYPES[table])
                     for row in table_rows:
                         copy.write_row(row)
         write_dead_letters(cur, batch.dead)

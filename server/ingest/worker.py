@@ -22,6 +22,7 @@ from server.errors import ConfigError
 from server.settings import Settings, load_settings
 
 from .batch import Inbound
+from .process import WriterProcess
 from .writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,9 @@ class IngestWorker:
         m = settings.mqtt
         self.client_id = client_id or m.client_id
         self.share_group = share_group if share_group is not None else m.share_group
-        self.writer = BatchWriter(settings.db.resolved_dsn(), settings.ingest, self._ack)
+        writer_cls = WriterProcess if settings.ingest.writer == "process" else BatchWriter
+        self.writer: BatchWriter | WriterProcess = writer_cls(settings.db.resolved_dsn(), settings.ingest,
+                                                              self._ack)
         self.connected = threading.Event()
         self.subscribed = threading.Event()  # set when the broker acknowledged the subscriptions
         self._gen = 0  # bumped per connection: acks are only sent on the connection a message came on
@@ -74,6 +77,7 @@ class IngestWorker:
         self.client = client
 
     def start(self) -> None:
+        """Start the writer (if not yet), then connect; messages flow from the broker from then on."""
         m = self.settings.mqtt
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = m.session_expiry_s
@@ -166,9 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     worker.start()
     while not done.wait(1.0):
         if not worker.writer.alive:
-            log.error("the writer thread died; exiting so the supervisor restarts the worker")
+            log.error("the writer died; exiting so the supervisor restarts the worker")
             worker.client.loop_stop()
-            return 1
+            return worker.writer.exitcode or 1
     worker.stop()
     log.info("stopped; %s", worker.writer.stats.snapshot())
     return 0

@@ -1,4 +1,4 @@
-"""The batch writer thread: gather, validate, write in one transaction, then ack — never before commit."""
+"""The batch writer: gather, validate, write in one transaction, then ack — never before commit."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
@@ -31,30 +31,71 @@ STATS_INTERVAL_SECONDS = 10.0
 _RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-class Stats:
-    """Counters since start; read by the logger and by tests."""
+class StopFlag(Protocol):
+    """threading.Event or multiprocessing.Event."""
 
-    def __init__(self) -> None:
-        self.messages = 0
-        self.batches = 0
-        self.new_events = 0
-        self.duplicates = 0
-        self.rows = 0
-        self.dead_letters = 0
-        self.statuses = 0
-        self.retries = 0
+    def is_set(self) -> bool: ...
+    def set(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+STAT_FIELDS = ("messages", "batches", "new_events", "duplicates", "rows", "dead_letters", "statuses",
+               "retries")
+
+
+class Stats:
+    """Counters since start, kept in a sequence of ints (a shared array when the writer is a process)."""
+
+    def __init__(self, values: MutableSequence[int] | None = None) -> None:
+        self._v: MutableSequence[int] = values if values is not None else [0] * len(STAT_FIELDS)
 
     def add(self, n_messages: int, r: WriteResult, in_batch_duplicates: int) -> None:
-        self.messages += n_messages
-        self.batches += 1
-        self.new_events += r.new_events
-        self.duplicates += r.duplicate_events + in_batch_duplicates
-        self.rows += r.rows
-        self.dead_letters += r.dead_letters
-        self.statuses += r.statuses
+        v = self._v
+        v[0] += n_messages
+        v[1] += 1
+        v[2] += r.new_events
+        v[3] += r.duplicate_events + in_batch_duplicates
+        v[4] += r.rows
+        v[5] += r.dead_letters
+        v[6] += r.statuses
+
+    def retried(self) -> None:
+        self._v[7] += 1
+
+    messages = property(lambda self: self._v[0])
+    batches = property(lambda self: self._v[1])
+    new_events = property(lambda self: self._v[2])
+    duplicates = property(lambda self: self._v[3])
+    rows = property(lambda self: self._v[4])
+    dead_letters = property(lambda self: self._v[5])
+    statuses = property(lambda self: self._v[6])
+    retries = property(lambda self: self._v[7])
 
     def snapshot(self) -> dict[str, int]:
-        return dict(vars(self))
+        return dict(zip(STAT_FIELDS, list(self._v), strict=True))
+
+
+def gather(q: queue.SimpleQueue[Inbound], batch_max: int, latency_s: float, monotonic: Callable[[], float],
+           first_timeout_s: float = 0.5) -> list[Inbound]:
+    """Take one batch from q: wait for a first message, then until batch_max or latency_s after it."""
+    try:
+        first = q.get(timeout=first_timeout_s)
+    except queue.Empty:
+        return []
+    batch = [first]
+    deadline = monotonic() + latency_s
+    while len(batch) < batch_max:
+        try:
+            batch.append(q.get_nowait())
+        except queue.Empty:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(q.get(timeout=remaining))
+            except queue.Empty:
+                break
+    return batch
 
 
 class BatchWriter:
@@ -67,22 +108,26 @@ class BatchWriter:
         ack: Callable[[list[Inbound]], None],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        stats: Stats | None = None,
+        stop: StopFlag | None = None,
     ) -> None:
         self.dsn = dsn
         self.settings = settings
         self.queue: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
-        self.stats = Stats()
+        self.stats = stats or Stats()
         self._ack = ack
         self._now = now
         self._monotonic = monotonic
         self._preparer = Preparer(settings.max_payload_bytes)
         self._conn: psycopg.Connection[Any] | None = None
-        self._stop = threading.Event()
+        self._stop: StopFlag = stop or threading.Event()
         self._thread: threading.Thread | None = None
         crash = os.environ.get(CRASH_AFTER_COMMIT_ENV, "")
         self._crash_after = int(crash) if crash.isdigit() else 0
 
     def start(self) -> None:
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
         self._thread.start()
 
@@ -91,13 +136,18 @@ class BatchWriter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.close()
+
+    def close(self) -> None:
+        self._drop_connection()
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def exitcode(self) -> int | None:
+        return None
 
     def _run(self) -> None:
         last_stats = self._monotonic()
@@ -111,26 +161,7 @@ class BatchWriter:
                     log.info("ingest stats %s", self.stats.snapshot())
 
     def _gather(self) -> list[Inbound]:
-        q = self.queue
-        try:
-            first = q.get(timeout=0.5)
-        except queue.Empty:
-            return []
-        batch = [first]
-        limit = self.settings.batch_max
-        deadline = self._monotonic() + self.settings.batch_latency_s
-        while len(batch) < limit:
-            try:
-                batch.append(q.get_nowait())
-            except queue.Empty:
-                remaining = deadline - self._monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(q.get(timeout=remaining))
-                except queue.Empty:
-                    break
-        return batch
+        return gather(self.queue, self.settings.batch_max, self.settings.batch_latency_s, self._monotonic)
 
     def process(self, messages: list[Inbound]) -> bool:
         """Validate, write and commit one batch, then ack it; False if stopped before commit."""
@@ -173,7 +204,7 @@ class BatchWriter:
                 with conn.transaction():
                     return write_batch(conn, prepared)
             except _RETRYABLE as exc:
-                self.stats.retries += 1
+                self.stats.retried()
                 log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
                 self._drop_connection()
                 self._stop.wait(delay)
@@ -207,7 +238,7 @@ class BatchWriter:
                     write_dead_letters(cur, dead)
                 return WriteResult(0, 0, 0, 1, 0)
             except psycopg.Error as exc:
-                self.stats.retries += 1
+                self.stats.retried()
                 log.warning("cannot store a dead letter (%s); retrying in %.1f s", exc, delay)
                 self._drop_connection()
                 self._stop.wait(delay)
