@@ -445,15 +445,16 @@ HAAR_FILES = {
 class HeadCountConfig(Strict):
     """Occupancy snapshot at mealtime with a detector that ships inside OpenCV (no downloads)."""
 
-    detector: Literal["haar_face", "haar_face_alt2", "haar_upperbody", "hog_people"] = "haar_face"
+    detector: Literal["haar_face", "haar_face_alt2", "haar_upperbody", "hog_people"] = "haar_face_alt2"
     width: int = Field(default=640, ge=64, le=1920, description="Processing width; small faces need pixels")
     height: int = Field(default=480, ge=48, le=1080)
-    scale_factor: float = Field(default=1.1, gt=1.0, le=2.0)
+    scale_factor: float = Field(default=1.05, gt=1.0, le=2.0)
     min_neighbors: int = Field(default=4, ge=0, le=20)
     min_size: float = Field(default=0.05, gt=0, le=1, description="Smallest head, fraction of the shorter side")
     max_size: float = Field(default=0.5, gt=0, le=1)
     hog_threshold: float = Field(default=0.0, description="HOG SVM hit threshold; higher means fewer, surer hits")
     frames: int = Field(default=5, ge=1, le=100, description="A snapshot is the median count over this many frames")
+    frame_spacing_s: float = Field(default=1.0, ge=0, description="Time between the frames of one snapshot")
     roi: tuple[float, float, float, float] | None = Field(
         default=None, description="x0, y0, x1, y1 (normalised) of the tables; None means the whole frame",
     )
@@ -509,10 +510,14 @@ class HeadCounter:
 
     def snapshot(self, frames: list[np.ndarray]) -> int:
         """Return the median head count over the frames (robust to one bad frame)."""
-        if not frames:
-            raise ValueError("a snapshot needs at least one frame")
-        counts = sorted(self.count(f) for f in frames)
-        return counts[len(counts) // 2]
+        return median_count([self.count(f) for f in frames])
+
+
+def median_count(counts: list[int]) -> int:
+    """The lower median of per-frame counts: someone passing in front of one frame changes nothing."""
+    if not counts:
+        raise ValueError("a snapshot needs at least one count")
+    return sorted(counts)[(len(counts) - 1) // 2]
 
 
 def _suppress(boxes: list[tuple[int, ...]], overlap: float = 0.5) -> list[tuple[int, ...]]:

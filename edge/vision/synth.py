@@ -441,3 +441,59 @@ def standard_set(seeds: Sequence[int] = (0,)) -> list[Scenario]:
                 sc = replace(sc, name=f"{sc.name}#{off}")
             out.append(sc)
     return out
+
+
+# ---- seated diners, for the head-count mode -----------------------------------------------------------
+
+SEATS = tuple((0.16 + 0.23 * c + (0.05 if r % 2 else 0.0), 0.3 + 0.36 * r) for r in range(2) for c in range(4))
+
+
+@dataclass(frozen=True)
+class SeatedScene:
+    """Diners at the tables, seen from a camera on the wall facing them, with exact truth."""
+
+    diners: int
+    seed: int = 0
+    noise_sigma: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.diners <= len(SEATS):
+            raise ValueError(f"between 0 and {len(SEATS)} diners")
+
+    def frames(self, n: int, width: int = 640, height: int = 480) -> list[np.ndarray]:
+        """Return n frames of the same diners (they move their heads a little; the noise changes)."""
+        rng = np.random.default_rng(self.seed)
+        seats = rng.choice(len(SEATS), size=self.diners, replace=False)
+        looks = [(float(rng.uniform(0.85, 1.15)), HAIR[int(rng.integers(len(HAIR)))],
+                  CLOTHES[int(rng.integers(len(CLOTHES)))]) for _ in seats]
+        out = []
+        for _ in range(n):
+            img = np.empty((height, width, 3), np.uint8)
+            img[:] = (150, 160, 170)
+            cv2.rectangle(img, (0, int(0.82 * height)), (width, height), (90, 110, 140), -1)  # table edge
+            for (sx, sy), (scale, hair, clothes) in zip((SEATS[i] for i in seats), looks, strict=True):
+                dx, dy = rng.normal(0, 0.004, 2)
+                _face(img, int((sx + dx) * width), int((sy + dy) * height), int(0.055 * height * scale),
+                      hair, clothes)
+            soft = cv2.GaussianBlur(img, (5, 5), 0)
+            noisy = soft.astype(np.float32) + rng.normal(0, self.noise_sigma, img.shape).astype(np.float32)
+            out.append(np.clip(noisy, 0, 255).astype(np.uint8))
+        return out
+
+
+def _face(img: np.ndarray, cx: int, cy: int, r: int, hair: BGR, clothes: BGR) -> None:
+    """A frontal head and shoulders: skin oval, hair, brows, shaded eye sockets, nose, mouth."""
+    sk = np.array(SKIN, np.float32)
+    shade = tuple(int(v) for v in sk * 0.72)
+    light = tuple(int(v) for v in np.minimum(sk * 1.1, 255))
+    cv2.ellipse(img, (cx, cy + int(1.9 * r)), (int(1.6 * r), int(0.9 * r)), 0, 180, 360, clothes, -1)
+    cv2.ellipse(img, (cx, cy), (int(0.78 * r), r), 0, 0, 360, SKIN, -1)
+    cv2.ellipse(img, (cx, cy - int(0.45 * r)), (int(0.85 * r), int(0.65 * r)), 0, 180, 360, hair, -1)
+    for s in (-1, 1):
+        ex, ey = cx + s * int(0.32 * r), cy - int(0.1 * r)
+        cv2.ellipse(img, (ex, ey), (int(0.24 * r), int(0.16 * r)), 0, 0, 360, shade, -1)
+        cv2.ellipse(img, (ex, ey - int(0.2 * r)), (int(0.24 * r), int(0.06 * r)), 0, 0, 360, (45, 45, 55), -1)
+        cv2.circle(img, (ex, ey), max(2, int(0.08 * r)), (30, 30, 35), -1)
+    cv2.ellipse(img, (cx, cy + int(0.2 * r)), (int(0.1 * r), int(0.25 * r)), 0, 0, 360, light, -1)
+    cv2.ellipse(img, (cx, cy + int(0.42 * r)), (int(0.16 * r), int(0.06 * r)), 0, 0, 360, shade, -1)
+    cv2.ellipse(img, (cx, cy + int(0.62 * r)), (int(0.28 * r), int(0.08 * r)), 0, 0, 360, (70, 70, 140), -1)
