@@ -12,6 +12,8 @@ Delivery rules, from paho 2.2's behaviour:
   over until every row already handed is acknowledged, so nothing overtakes a resend.
 - A row is deleted only after its PUBACK. A PUBACK with a failure reason (e.g. not authorised) moves
   the row to the outbox's dead-letter table: logged for an operator, neither lost nor blocking.
+  (Mosquitto 2.0.11 also closes the connection after such a PUBACK, so each refused row costs one
+  reconnect; an ACL mistake shows as ERROR lines and a reconnect loop, not as silent loss.)
 - After a crash the new process starts from the oldest row still in the outbox; the server drops
   duplicates by (point, device, seq, ts).
 At most `inflight_window` rows are in paho's hands at once, so memory stays bounded during outages.

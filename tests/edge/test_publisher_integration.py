@@ -145,6 +145,7 @@ def test_events_wait_in_the_outbox_until_the_broker_is_back(tmp_path, unique_poi
 
 def test_rows_the_broker_refuses_go_to_dead_letters_not_away(tmp_path, unique_point_id, mqtt_account_factory):
     # Logged in as another point's account, the ACL refuses our topics: PUBACK "Not authorized".
+    # Mosquitto 2.0.11 then drops the connection, so each refused row costs a reconnect (1 s here).
     other = mqtt_account_factory(f"{unique_point_id}x")
     cfg = parse_config({
         "point": {"id": unique_point_id},
@@ -153,13 +154,13 @@ def test_rows_the_broker_refuses_go_to_dead_letters_not_away(tmp_path, unique_po
         "clock": {"assume_synced": True},
     })
     ob = Outbox(tmp_path / "outbox.db", unique_point_id)
-    for i in range(5):
+    for i in range(2):
         ob.append(Channel.DINER, "r1", {"method": "card", "card_id": f"C{i}", "decision": "accepted"},
                   ts=datetime.now(UTC), clock_synced=True)
     pub = Publisher(cfg, ob, SystemClock(assume_synced=True))
     pub.start()
     try:
-        wait(lambda: ob.dead_count() == 5, 10, "five dead letters")
+        wait(lambda: ob.dead_count() == 2, 15, "two dead letters")
         assert ob.depth() == 0
         assert pub.published == 0
     finally:
