@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ LOGIN = "/api/v1/auth/login"
 ME = "/api/v1/auth/me"
 
 
-def audit_rows(dsn: str, target: str) -> list[tuple[object, ...]]:
+def audit_rows(dsn: str, target: str) -> list[tuple[Any, ...]]:
     """Entries about target, leaving out the fixture's own set-up (actor 'test')."""
     return rows(dsn, "SELECT actor, action, ip, ok, detail, time FROM audit_log"
                      " WHERE target = %s AND actor <> 'test' ORDER BY id", target)
