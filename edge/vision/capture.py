@@ -44,7 +44,7 @@ from .errors import CameraError
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.1
-GRABBER_JOIN_SECONDS = 2.0
+GRABBER_JOIN_SECONDS = 0.5
 
 
 class CaptureConfig(Strict):
@@ -264,6 +264,9 @@ class VisionInput(Input):
                 log.info("camera %s opened %s", self.config.device_id, redact(self.config.source))
                 reason = self._consume(source, stop)
                 if reason == "stopped":
+                    break
+                if reason == "end of file" and not self.config.loop_file:
+                    log.info("camera %s: end of %s", self.config.device_id, self.config.source)
                     break
                 log.info("camera %s: %s; reconnecting", self.config.device_id, reason)
                 self._set_health(False, reason)

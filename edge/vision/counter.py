@@ -87,11 +87,13 @@ class BackgroundConfig(Strict):
 
 
 class BlobConfig(Strict):
-    open_px: int = Field(default=3, ge=1, le=31, description="Opening kernel at processing resolution (noise)")
-    close_px: int = Field(default=9, ge=1, le=61, description="Closing kernel across the walking direction")
-    close_along_walk_px: int = Field(
-        default=21, ge=1, le=121, description="Closing kernel along the walking direction: joins head, torso and "
-        "legs even when the torso matches the floor, without joining people side by side",
+    """Blob cleaning and splitting; every size is a fraction of the frame's shorter side."""
+
+    open: float = Field(default=0.0125, gt=0, le=0.2, description="Opening kernel (removes noise specks)")
+    close: float = Field(default=0.0375, gt=0, le=0.3, description="Closing kernel across the walking direction")
+    close_along_walk: float = Field(
+        default=0.0875, gt=0, le=0.5, description="Closing kernel along the walking direction: joins head, torso "
+        "and legs even when the torso matches the floor, without joining people side by side",
     )
     min_area: float = Field(default=0.006, gt=0, lt=1, description="Smallest blob, fraction of the frame area")
     person_width: float = Field(
@@ -115,7 +117,9 @@ class CounterConfig(Strict):
     width: int = Field(default=320, ge=64, le=1920, description="Processing width in pixels")
     height: int = Field(default=240, ge=48, le=1080, description="Processing height in pixels")
     fps: float = Field(default=15.0, gt=0, le=60, description="Frames processed per second at most")
-    blur_px: int = Field(default=5, ge=0, le=15, description="Gaussian blur before subtraction (0 or 1: none)")
+    blur: float = Field(
+        default=0.02, ge=0, le=0.1, description="Gaussian blur before subtraction, fraction of the shorter side",
+    )
     color: bool = Field(default=True, description="Subtract in colour (better shadows and grey clothes) or grey")
     line: LineConfig = LineConfig()
     background: BackgroundConfig = BackgroundConfig()
@@ -193,8 +197,11 @@ class PeopleCounter:
         self._gate_px = c.tracker.gate * short
         self._person_px = c.blobs.person_width * short
         self._min_area_px = c.blobs.min_area * c.width * c.height
-        self._open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (c.blobs.open_px, c.blobs.open_px))
-        self._close = _oriented_kernel(c.blobs.close_px, c.blobs.close_along_walk_px, self._normal)
+        o = _odd(c.blobs.open * short)
+        self._open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (o, o))
+        self._close = _oriented_kernel(_odd(c.blobs.close * short), _odd(c.blobs.close_along_walk * short),
+                                       self._normal)
+        self._blur = _odd(c.blur * short) if c.blur > 0 else 0
         self.entries = 0
         self.exits = 0
         self.tracks: list[Track] = []
@@ -267,9 +274,8 @@ class PeopleCounter:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
         if not self.config.color and frame.ndim == 3:
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        k = self.config.blur_px
-        if k > 1:
-            frame = cv2.GaussianBlur(frame, (k | 1, k | 1), 0)  # cheap cameras are noisy
+        if self._blur > 1:
+            frame = cv2.GaussianBlur(frame, (self._blur, self._blur), 0)  # cheap cameras are noisy
         return frame
 
     def _match_brightness(self, img: np.ndarray) -> tuple[np.ndarray, float]:
@@ -421,6 +427,11 @@ class PeopleCounter:
         self.exits += 1
         tr.counted -= 1
         return Crossing(t, Direction.OUT, tr.id)
+
+
+def _odd(px: float) -> int:
+    """Round a kernel size to the nearest odd number of pixels, at least 1."""
+    return max(1, round(px) // 2 * 2 + 1)
 
 
 def _oriented_kernel(across: int, along: int, normal: np.ndarray) -> np.ndarray:
