@@ -95,6 +95,10 @@ class WriterProcess:
     def exitcode(self) -> int | None:
         return self._proc.exitcode
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
     def stop(self, timeout: float = 30.0) -> None:
         """Forward nothing more; the child finishes (commits, then acks) the batch it is writing and
         gives up the rest, which stays unacked for redelivery."""

@@ -21,7 +21,8 @@ from firmware_bridge.contract import Channel, device_filter
 from server.errors import ConfigError
 from server.settings import Settings, load_settings
 
-from .batch import Inbound
+from .acks import ack_many
+from .batch import GEN, MID, QOS, Inbound
 from .process import WriterProcess
 from .writer import BatchWriter
 
@@ -129,15 +130,16 @@ class IngestWorker:
             topic = repr(msg._topic)  # keeps the message as a dead letter instead of losing it
         # paho types payload as bytes | bytearray; it is always bytes sliced from the packet.
         payload: bytes = msg.payload  # type: ignore[assignment]
-        self.writer.queue.put(Inbound(topic, payload, msg.mid, msg.qos, msg.retain, self._gen))
+        self.writer.queue.put((topic, payload, msg.mid, msg.qos, msg.retain, self._gen))
 
     def _ack(self, messages: list[Inbound]) -> None:
         gen = self._gen
-        ack = self.client.ack
+        # A message from an earlier connection is redelivered by the broker; its receipt dedupes it.
+        mids = [m[MID] for m in messages if m[QOS] == 1 and m[GEN] == gen]
+        ack_many(self.client, mids)
         for m in messages:
-            # A message from an earlier connection is redelivered by the broker; the receipt dedupes it.
-            if m.qos and m.gen == gen:
-                ack(m.mid, m.qos)
+            if m[QOS] == 2 and m[GEN] == gen:  # not subscribed at QoS 2; kept correct all the same
+                self.client.ack(m[MID], 2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -229,7 +229,7 @@ class BatchWriter:
         return total
 
     def _write_rejected(self, m: Inbound) -> WriteResult | None:
-        dead = [DeadLetter(m.topic, m.payload, DeadReason.STORAGE_REJECTED, "refused by the database")]
+        dead = [DeadLetter(m[0], m[1], DeadReason.STORAGE_REJECTED, "refused by the database")]
         delay = self.settings.retry_initial_s
         while not self._stop.is_set():
             try:

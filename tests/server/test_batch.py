@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from firmware_bridge.contract import Channel
+from server.ingest.acks import puback_bytes
 from server.ingest.batch import DeadReason, Inbound, Preparer, rows_for
 
 NOW = datetime(2026, 6, 3, 4, 0, tzinfo=UTC)
@@ -16,7 +17,7 @@ TS = datetime(2026, 6, 3, 3, 59, 30, tzinfo=UTC)
 def msg(channel: str, body: dict[str, Any] | bytes, point: str = "p1", device: str = "d1", mid: int = 1,
         retain: bool = False) -> Inbound:
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return Inbound(f"yangyi/v1/{point}/{device}/{channel}", payload, mid, 1, retain, 1)
+    return (f"yangyi/v1/{point}/{device}/{channel}", payload, mid, 1, retain, 1)
 
 
 def tel(seq: int, ts: datetime = TS, **extra: Any) -> dict[str, Any]:
@@ -41,8 +42,8 @@ def test_each_kind_of_bad_message_gets_its_reason() -> None:
         msg("telemetry", {"v": 1, "point": "p1"}),
         msg("telemetry", tel(1), device="d2"),
         msg("telemetry", big),
-        Inbound("yangyi/v1/p1/config", b"{}", 5, 1, False, 1),
-        Inbound("other/topic/x/y/z", b"{}", 6, 1, False, 1),
+        ("yangyi/v1/p1/config", b"{}", 5, 1, False, 1),
+        ("other/topic/x/y/z", b"{}", 6, 1, False, 1),
         msg("telemetry", {**tel(1), "unexpected": 1}),
     ], NOW)
     assert [d.reason for d in batch.dead] == [
@@ -89,3 +90,8 @@ def test_rows_encode_every_event_kind() -> None:
                             ["valve"], None, True)]
     assert rows.count == [(TS, "p1", "d1", 4, 60, 3, 1, None)]
     assert set(batch.channels.values()) == {Channel.TELEMETRY, Channel.DINER, Channel.SAFETY, Channel.COUNT}
+
+
+def test_puback_golden_bytes() -> None:
+    assert puback_bytes([1, 0x1234, 65535]) == bytes.fromhex("40020001" "40021234" "4002ffff")
+    assert puback_bytes([]) == b""

@@ -198,3 +198,21 @@ def test_messages_held_during_an_outage_are_not_acked(
     first.stop()  # gives up without a commit: nothing may have been acked
     worker_factory(client_id=client_id)  # same session, working database
     wait_for(lambda: rows(tsdb_dsn, point) == (10, 10), timeout=15, what="the redelivered messages")
+
+
+def test_acked_messages_are_not_redelivered(tsdb_dsn: str, publisher: Publisher,
+                                          worker_factory: Callable[..., IngestWorker]) -> None:
+    client_id = f"test-acks-{uuid.uuid4().hex[:8]}"
+    first = worker_factory(client_id=client_id)
+    point = publisher.point
+    now = datetime.now(UTC)
+    for seq in range(300):
+        publisher.raw("m1", "telemetry", telemetry(point, "m1", seq, now + timedelta(milliseconds=seq)))
+    wait_for(lambda: first.writer.stats.messages == 300, what="300 messages committed")
+    first.stop()
+    second = worker_factory(client_id=client_id)  # same persistent session
+    publisher.raw("m1", "telemetry", telemetry(point, "m1", 300, now + timedelta(seconds=1)))
+    wait_for(lambda: second.writer.stats.messages >= 1, what="the next message")
+    # Every PUBACK of the batch reached the broker: the new session got the new message only.
+    assert second.writer.stats.snapshot()["messages"] == 1 and second.writer.stats.duplicates == 0
+    assert rows(tsdb_dsn, point) == (301, 301)
