@@ -314,11 +314,13 @@ class AuthService:
             townships = repository.townships_in(conn, None)
             villages = repository.villages_in(conn, None)
         else:
-            township_ids = set(scope.township_ids) | {p["township_id"] for p in points if p["township_id"]}
-            townships = repository.townships_in(conn, township_ids)
-            # Officers see every village of their own township or village; caregivers only their points'.
+            # Officers see every village of their own township or village, with or without points yet;
+            # caregivers only their points' villages and townships.
             village_ids = set(scope.village_ids) | {p["village_id"] for p in points if p["village_id"]}
             villages = repository.villages_in(conn, scope.township_ids, village_ids)
+            township_ids = (set(scope.township_ids) | {p["township_id"] for p in points if p["township_id"]}
+                            | {v["township_id"] for v in villages})
+            townships = repository.townships_in(conn, township_ids)
         tree: dict[int, dict[str, Any]] = {
             t["id"]: {"id": t["id"], "name": t["name"], "villages": [], "points_without_village": []}
             for t in townships}

@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 from fastapi import FastAPI
+from psycopg import sql
 
 from server.auth.scopes import Principal, PrincipalKind, Role, scope_for
 
