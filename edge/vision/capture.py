@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -40,6 +40,9 @@ from firmware_bridge.contract.topics import ID_PATTERN
 from .counter import CounterConfig, HeadCountConfig, HeadCounter, PeopleCounter, Strict, median_count
 from .debug import DebugConfig, DebugRecorder
 from .errors import CameraError
+
+if TYPE_CHECKING:
+    from edge.inputs import InputContext
 
 log = logging.getLogger(__name__)
 
@@ -392,3 +395,14 @@ class VisionInput(Input):
                                lane=Lane.NORMAL)
         except Exception:
             log.exception("could not store camera health")
+
+
+class CameraInputConfig(Strict):
+    """The agent's `type: camera` input (add it to edge.config.InputConfig's union)."""
+
+    type: Literal["camera"]
+    name: str | None = Field(default=None, max_length=64, description="Thread name; defaults to the type")
+    camera: CaptureConfig
+
+    def build(self, ctx: InputContext) -> VisionInput:
+        return VisionInput(self.camera, clock=ctx.clock)

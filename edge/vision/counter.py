@@ -30,9 +30,9 @@ GAIN_GRID_STEP_PX = 6  # brightness is matched on a sparse grid of pixels, which
 
 
 class Strict(BaseModel):
-    """Config base: unknown keys rejected, values immutable."""
+    """Config base: unknown keys rejected, values immutable (YAML strings still become paths)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class LineConfig(Strict):

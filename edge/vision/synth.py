@@ -284,7 +284,7 @@ class _Cast:
         self.people.append(Person(path=tuple(points), **self.looks(**kw)))
 
 
-def _approach(t0: float, x: float, y_to: float, from_top: bool, speed: float = WALK_SPEED) -> tuple[
+def approach(t0: float, x: float, y_to: float, from_top: bool, speed: float = WALK_SPEED) -> tuple[
     list[tuple[float, float, float]], float
 ]:
     y0 = OFF_TOP if from_top else OFF_BOTTOM
@@ -328,7 +328,7 @@ def turn_back(seed: int = 3) -> Scenario:
     # From the street: step onto the sill (up to a hand's width past it), turn and leave.
     for overshoot in (0.02, 0.05):
         x = float(c.rng.uniform(0.4, 0.6))
-        pts, t1 = _approach(t, x, LINE_Y + overshoot, from_top=True)
+        pts, t1 = approach(t, x, LINE_Y + overshoot, from_top=True)
         pts += [(t1 + 0.6, x, LINE_Y + overshoot), (t1 + 0.6 + (LINE_Y + overshoot - OFF_TOP) / WALK_SPEED,
                                                        x + 0.03, OFF_TOP)]
         c.path(pts)
@@ -337,7 +337,7 @@ def turn_back(seed: int = 3) -> Scenario:
     t += 3.0
     # From the room: walk to the door, think better of it, go back in.
     x = float(c.rng.uniform(0.4, 0.6))
-    pts, t1 = _approach(t, x, LINE_Y - 0.04, from_top=False)
+    pts, t1 = approach(t, x, LINE_Y - 0.04, from_top=False)
     pts += [(t1 + 0.8, x, LINE_Y - 0.04), (t1 + 0.8 + (OFF_BOTTOM - LINE_Y) / WALK_SPEED, x, OFF_BOTTOM)]
     c.path(pts)
     t = t1 + 3.0
@@ -346,11 +346,11 @@ def turn_back(seed: int = 3) -> Scenario:
                     seed=seed)
 
 
-def _linger(t: float, x: float, seconds: float, then: float, from_top: bool) -> tuple[
+def linger(t: float, x: float, seconds: float, then: float, from_top: bool) -> tuple[
     list[tuple[float, float, float]], float
 ]:
     """Walk to the line, shuffle about on it for `seconds`, then walk off towards y = `then`."""
-    pts, t1 = _approach(t, x, LINE_Y, from_top)
+    pts, t1 = approach(t, x, LINE_Y, from_top)
     n = int(seconds / 0.75)
     for i in range(n):
         dy = 0.03 * (1 if i % 2 == 0 else -1)
@@ -363,11 +363,11 @@ def _linger(t: float, x: float, seconds: float, then: float, from_top: bool) -> 
 
 def lingering(seed: int = 4) -> Scenario:
     c = _Cast(np.random.default_rng(seed))
-    pts, t = _linger(1.5, 0.5, 6.0, OFF_BOTTOM, from_top=True)  # chats on the sill, then goes in
+    pts, t = linger(1.5, 0.5, 6.0, OFF_BOTTOM, from_top=True)  # chats on the sill, then goes in
     c.path(pts)
-    pts, t = _linger(t + 2.5, 0.45, 5.0, OFF_TOP, from_top=True)  # waits on the sill, then leaves
+    pts, t = linger(t + 2.5, 0.45, 5.0, OFF_TOP, from_top=True)  # waits on the sill, then leaves
     c.path(pts)
-    pts, t = _linger(t + 2.5, 0.55, 4.0, OFF_TOP, from_top=False)  # from the room, pauses, goes out
+    pts, t = linger(t + 2.5, 0.55, 4.0, OFF_TOP, from_top=False)  # from the room, pauses, goes out
     c.path(pts)
     return Scenario("lingering", "people standing and shuffling on the sill for 4-6 s", tuple(c.people),
                     t + 5.0, seed=seed)
