@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
 import pytest
@@ -17,7 +17,7 @@ from psycopg import sql
 from pydantic import SecretStr
 
 from server.auth import repository
-from server.auth.deps import Conn, CurrentScope, guard_points
+from server.auth.deps import Auditor, Conn, CurrentScope, auditor, guard_points
 from server.auth.router import router as auth_router
 from server.auth.schemas import UserCreate
 from server.auth.scopes import Role
@@ -67,6 +67,14 @@ def scoped_devices(conn: Conn, scope: CurrentScope) -> list[dict[str, str]]:
     rows = conn.execute(sql.SQL("SELECT point_id, device_id FROM devices WHERE {} ORDER BY point_id, device_id")
                         .format(where.sql), where.params).fetchall()
     return [{"point_id": r[0], "device_id": r[1]} for r in rows]
+
+
+@pattern_router.post("/points/{point_id}/ack")
+def acknowledge(point_id: str, conn: Conn, audit: Annotated[Auditor, Depends(auditor)]) -> dict[str, int]:
+    """How another domain records a privileged action: in its own transaction, committed before answering."""
+    entry = audit("pattern.ack", f"point:{point_id}", note="checked on site")
+    conn.commit()
+    return {"audit_id": entry}
 
 
 @pattern_router.get("/unfiltered")

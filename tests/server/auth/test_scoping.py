@@ -13,7 +13,7 @@ from psycopg import sql
 
 from server.auth.scopes import Principal, PrincipalKind, Role, scope_for
 
-from .conftest import Apps, County, login
+from .conftest import Apps, County, login, rows
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +139,7 @@ def test_county_roles_read_everything(apps: Apps, county: County) -> None:
 
 def test_anonymous_gets_nothing(apps: Apps, county: County) -> None:
     client = apps.client()
-    paths = get_paths(client.app)  # type: ignore[arg-type]
+    paths = get_paths(client.app)
     assert len(paths) >= 12
     for path in paths:
         resp = client.get(fill(path, {"point_id": county.points["a1"]}), params={"day": "2026-06-03"})
@@ -158,3 +158,17 @@ def test_caregiver_binding_and_places_follow_registry_changes(apps: Apps, county
     tree = client.get("/api/v1/places").json()
     villages = {v["name"]: [p["id"] for p in v["points"]] for t in tree["townships"] for v in t["villages"]}
     assert villages[f"新村{county.uid}"] == [county.points["x"]]  # the trigger added the new village
+
+
+def test_other_domains_audit_through_the_auditor_inside_the_scope(apps: Apps, county: County, tsdb_dsn: str) -> None:
+    client = apps.client(ip="10.3.0.1")
+    csrf = login(client, county.users["village_a1"])
+    own, other = county.points["a1"], county.points["a2"]
+    assert client.post(f"/api/v1/pattern/points/{own}/ack").status_code == 403  # cookie without CSRF
+    assert client.post(f"/api/v1/pattern/points/{other}/ack", headers={"X-CSRF-Token": csrf}).status_code == 404
+    resp = client.post(f"/api/v1/pattern/points/{own}/ack", headers={"X-CSRF-Token": csrf})
+    assert resp.status_code == 200
+    entries = rows(tsdb_dsn, "SELECT id, actor, action, ip, detail, time FROM audit_log WHERE target LIKE %s",
+                   f"point:{county.uid}-%")
+    assert entries == [(resp.json()["audit_id"], f"user:{county.users['village_a1']}", "pattern.ack", "10.3.0.1",
+                        {"note": "checked on site"}, apps.clock())]
