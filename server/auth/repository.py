@@ -183,9 +183,10 @@ def revoke_session(conn: Conn, key: bytes, at: datetime) -> bool:
     return cur.rowcount > 0
 
 
-def revoke_user_sessions(conn: Conn, user_id: int, at: datetime) -> int:
-    cur = conn.execute("UPDATE auth_sessions SET revoked_at = %s WHERE user_id = %s AND revoked_at IS NULL",
-                       (at, user_id))
+def revoke_user_sessions(conn: Conn, user_id: int, at: datetime, keep: bytes | None = None) -> int:
+    """End the user's sessions, except the one keyed `keep` (the caller's own)."""
+    cur = conn.execute("UPDATE auth_sessions SET revoked_at = %s WHERE user_id = %s AND revoked_at IS NULL"
+                       " AND id_hash IS DISTINCT FROM %s", (at, user_id, keep))
     return cur.rowcount
 
 

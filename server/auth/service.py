@@ -254,6 +254,8 @@ class AuthService:
             raise InvalidCredentialsError("the current password is wrong")
         self.passwords.check_policy(new, row["username"])
         repository.update_user(conn, principal.id, now, password_hash=self.passwords.hash(new))
+        # Sessions elsewhere (perhaps the reason for the change) end; this one goes on.
+        repository.revoke_user_sessions(conn, principal.id, now, keep=principal.session_key)
         audit.record(conn, actor=principal, action="password.change", at=now, target=f"user:{row['username']}",
                      ip=ip)
 

@@ -243,13 +243,38 @@ def test_integration_tokens_scoped_hashed_revocable_and_expiring(
     assert too_long.status_code == 422 and "at most 366 days" in too_long.text
 
 
-def test_own_password_change(apps: Apps, county: County, tsdb_dsn: str) -> None:
-    client = apps.client()
+def test_own_password_change_ends_other_sessions(apps: Apps, county: County, tsdb_dsn: str) -> None:
+    app = apps.app()
+    elsewhere = apps.client(app)
+    login(elsewhere, county.users["caregiver"])
+    client = apps.client(app)
     csrf = login(client, county.users["caregiver"])
     body = {"current_password": "wrong-current-pw", "new_password": "new-caregiver-pw"}
     assert client.post("/api/v1/auth/password", json=body, headers={"X-CSRF-Token": csrf}).status_code == 401
     body["current_password"] = PASSWORD
     assert client.post("/api/v1/auth/password", json=body, headers={"X-CSRF-Token": csrf}).status_code == 204
+    assert client.get(ME).status_code == 200 and elsewhere.get(ME).status_code == 401
     login(apps.client(), county.users["caregiver"], "new-caregiver-pw")
     actions = [(r[1], r[3]) for r in audit_rows(tsdb_dsn, f"user:{county.users['caregiver']}")]
     assert ("password.change", False) in actions and ("password.change", True) in actions
+
+
+def test_admin_adds_places_and_only_the_admin(apps: Apps, county: County, tsdb_dsn: str) -> None:
+    admin = apps.client()
+    csrf = login(admin, county.users["admin"])
+    h = {"X-CSRF-Token": csrf}
+    town = admin.post("/api/v1/places/townships", json={"name": f"新镇{county.uid}"}, headers=h)
+    assert town.status_code == 201
+    assert admin.post("/api/v1/places/townships", json={"name": f"新镇{county.uid}"}, headers=h).status_code == 409
+    village = admin.post("/api/v1/places/villages", json={"township_id": town.json()["id"], "name": "新村"}, headers=h)
+    assert village.status_code == 201
+    assert admin.post("/api/v1/places/villages", json={"township_id": 99999999, "name": "x"}, headers=h
+                      ).status_code == 422
+    tree = admin.get("/api/v1/places").json()
+    assert {"id": town.json()["id"], "name": f"新镇{county.uid}", "points_without_village": [],
+            "villages": [{"id": village.json()["id"], "name": "新村", "points": []}]} in tree["townships"]
+    assert [r[1] for r in audit_rows(tsdb_dsn, f"township:{town.json()['id']}")] == ["place.create"]
+    officer = apps.client()
+    csrf = login(officer, county.users["officer_a"])
+    assert officer.post("/api/v1/places/townships", json={"name": f"私镇{county.uid}"},
+                        headers={"X-CSRF-Token": csrf}).status_code == 403

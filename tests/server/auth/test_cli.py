@@ -107,3 +107,12 @@ def test_token_create_and_revoke(fresh_dsn: str) -> None:
     assert run(fresh_dsn, "revoke-token", token_id)[0] == 0
     assert rows(fresh_dsn, "SELECT revoked_at IS NOT NULL FROM auth_tokens WHERE id = %s", int(token_id)) == [(True,)]
     assert run(fresh_dsn, "revoke-token", "999999")[0] == 1
+
+
+def test_purge_drops_ended_sessions_and_old_failures(fresh_dsn: str) -> None:
+    with psycopg.connect(fresh_dsn) as conn:
+        conn.execute("INSERT INTO auth_login_failures (time, username, ip) VALUES"
+                     " (now() - interval '40 days', 'old', '10.9.9.9'), (now(), 'new', '10.9.9.9')")
+    code, out, _ = run(fresh_dsn, "purge", "--days", "30")
+    assert code == 0 and "1 login failures" in out
+    assert rows(fresh_dsn, "SELECT username FROM auth_login_failures WHERE ip = '10.9.9.9'") == [("new",)]
