@@ -249,6 +249,7 @@ class VisionInput(Input):
     def run(self, emitter: Emitter, stop: threading.Event) -> None:
         self._emitter = emitter
         self._t0_mono, self._t0_wall = self.clock.monotonic(), self.clock.now()
+        self._last_health = self._t0_mono  # the first report is the first change of state
         backoff = self.config.reconnect_min_s
         first = True
         try:

@@ -40,7 +40,7 @@ class DebugConfig(Strict):
     every_s: float = Field(default=1.0, gt=0, description="At most one frame per this many seconds")
     max_files: int = Field(default=1800, ge=1, description="Stop writing after this many frames in a session")
     retain_hours: float = Field(default=24.0, gt=0, le=24 * 7, description="Debug frames are deleted after this")
-    check_every_s: float = Field(default=2.0, gt=0, description="How often the request file is looked at")
+    check_every_s: float = Field(default=2.0, ge=0, description="How often the request file is looked at")
 
     @field_validator("directory", "request_file")
     @classmethod
