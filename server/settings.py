@@ -80,7 +80,9 @@ class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="YANGYI_INGEST_", extra="forbid")
 
     batch_max: int = Field(default=5000, ge=1, description="Messages per transaction at most")
-    batch_latency_s: float = Field(default=0.2, gt=0, description="Longest wait to fill a batch")
+    # Also bounds a batch of big messages (100 readings each) so validation and writes pipeline.
+    batch_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Payload bytes per batch")
+    batch_latency_s: float = Field(default=0.1, gt=0, description="Longest wait to fill a batch")
     max_payload_bytes: int = Field(default=768 * 1024, ge=64, description="Larger payloads: dead letter")
     # "process": validation and database writes in a child process, off the MQTT process's GIL;
     # "thread": the same in a thread (one process, slower under load).

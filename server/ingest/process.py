@@ -20,7 +20,7 @@ from typing import Any
 
 from server.settings import IngestSettings
 
-from .batch import Inbound
+from .batch import Inbound, PreparedBatch
 from .writer import STAT_FIELDS, BatchWriter, Stats, StopFlag, gather
 
 log = logging.getLogger(__name__)
@@ -33,24 +33,54 @@ _ctx = multiprocessing.get_context("spawn")  # never fork a process that runs pa
 
 def _child_main(dsn: str, settings: IngestSettings, conn: Connection, values: Any, stop: StopFlag,
                 log_level: int) -> None:
+    """Two stages: this thread validates batch N+1 while a writer thread commits batch N, so the
+    child's CPU work overlaps the database's; batches still commit, and are acked, in order."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .worker import tune_gc
 
     tune_gc()
     writer = BatchWriter(dsn, settings, ack=lambda messages: None, stats=Stats(values), stop=stop)
+    prepared: queue.Queue[tuple[int, list[Inbound], PreparedBatch] | None] = queue.Queue(maxsize=2)
+    failed = threading.Event()
+
+    def commit_loop() -> None:
+        try:
+            while (item := prepared.get()) is not None:
+                batch_id, messages, batch = item
+                if not writer.commit(messages, batch):
+                    break  # stopped before this batch committed: it stays unacked
+                conn.send(batch_id)
+        except (OSError, ValueError):
+            pass  # the parent went away
+        finally:
+            failed.set()
+
+    committer = threading.Thread(target=commit_loop, name="ingest-commit", daemon=True)
+    committer.start()
     try:
         conn.send(_READY)
-        while True:
+        while not failed.is_set():
             item = conn.recv()
             if item is None:
                 break
             batch_id, messages = item
-            if not writer.process(messages):
-                break  # stopped before this batch committed: it stays unacked
-            conn.send(batch_id)
+            entry = (batch_id, messages, writer.prepare(messages))
+            while not failed.is_set():
+                try:
+                    prepared.put(entry, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
     except (EOFError, OSError):
         pass  # the parent went away; unacked messages will be redelivered to the next worker
     finally:
+        while committer.is_alive():
+            try:
+                prepared.put(None, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        committer.join()
         writer.close()
 
 
@@ -126,7 +156,8 @@ class WriterProcess:
         batch_id = 0
         s = self.settings
         while not self._stopping.is_set() and self._proc.is_alive():
-            batch = gather(self.queue, s.batch_max, s.batch_latency_s, self._monotonic)
+            batch = gather(self.queue, s.batch_max, s.batch_latency_s, self._monotonic,
+                           max_bytes=s.batch_max_bytes)
             if not batch:
                 continue
             batch_id += 1

@@ -76,25 +76,29 @@ class Stats:
 
 
 def gather(q: queue.SimpleQueue[Inbound], batch_max: int, latency_s: float, monotonic: Callable[[], float],
-           first_timeout_s: float = 0.5) -> list[Inbound]:
-    """Take one batch from q: wait for a first message, then until batch_max or latency_s after it."""
+           first_timeout_s: float = 0.5, max_bytes: int = 1 << 62) -> list[Inbound]:
+    """Take one batch from q: wait for a first message, then until batch_max messages, max_bytes of
+    payload, or latency_s after the first."""
     try:
         first = q.get(timeout=first_timeout_s)
     except queue.Empty:
         return []
     batch = [first]
+    size = len(first[1])
     deadline = monotonic() + latency_s
-    while len(batch) < batch_max:
+    while len(batch) < batch_max and size < max_bytes:
         try:
-            batch.append(q.get_nowait())
+            m = q.get_nowait()
         except queue.Empty:
             remaining = deadline - monotonic()
             if remaining <= 0:
                 break
             try:
-                batch.append(q.get(timeout=remaining))
+                m = q.get(timeout=remaining)
             except queue.Empty:
                 break
+        batch.append(m)
+        size += len(m[1])
     return batch
 
 
@@ -161,11 +165,19 @@ class BatchWriter:
                     log.info("ingest stats %s", self.stats.snapshot())
 
     def _gather(self) -> list[Inbound]:
-        return gather(self.queue, self.settings.batch_max, self.settings.batch_latency_s, self._monotonic)
+        s = self.settings
+        return gather(self.queue, s.batch_max, s.batch_latency_s, self._monotonic, max_bytes=s.batch_max_bytes)
 
     def process(self, messages: list[Inbound]) -> bool:
         """Validate, write and commit one batch, then ack it; False if stopped before commit."""
-        prepared = self._preparer.prepare(messages, self._now())
+        return self.commit(messages, self.prepare(messages))
+
+    def prepare(self, messages: list[Inbound]) -> PreparedBatch:
+        """Validate one batch (CPU only; may run ahead of the commit of the previous batch)."""
+        return self._preparer.prepare(messages, self._now())
+
+    def commit(self, messages: list[Inbound], prepared: PreparedBatch) -> bool:
+        """Write and commit a prepared batch, then ack it; False if stopped before commit."""
         result = self._write_with_retry(prepared)
         if result is None:
             if self._stop.is_set():
