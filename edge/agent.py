@@ -23,8 +23,10 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from firmware_bridge.contract import Message, PointChannel
+from firmware_bridge.contract import Command, Message, PointChannel, Roster
 
+from .actuators import AlarmPanel, SafetyHub
+from .checkin import Checkin, StateStore
 from .clock import Clock, SystemClock
 from .config import AgentConfig, InputConfig, input_name, load_config
 from .errors import ConfigError, OutboxError
@@ -32,6 +34,7 @@ from .events import Emitter
 from .inputs import InputContext
 from .outbox import Outbox, OutboxEmitter
 from .publisher import Publisher
+from .safety import SafetyEngine
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +96,25 @@ class Agent:
         self.emitter = OutboxEmitter(self.outbox, self.clock)
         self.publisher = Publisher(cfg, self.outbox, self.clock)
         self._inputs_stop = threading.Event()
-        ctx = InputContext(point_id=cfg.point.id, clock=self.clock)
+        self.checkin = Checkin(cfg.point.id, cfg.checkin, self.clock, StateStore(cfg.state_path / "checkin"))
+        self.safety_hub = SafetyHub(SafetyEngine(cfg.safety, self.clock), AlarmPanel.from_config(cfg.panel))
+        self.safety_hub.attach(self.emitter)
+        ctx = InputContext(
+            point_id=cfg.point.id, clock=self.clock, checkin=self.checkin, safety_hub=self.safety_hub
+        )
         self.runners = [InputRunner(c, ctx, self.emitter, self._inputs_stop, self.clock) for c in cfg.inputs]
         for channel in PointChannel:
             self.publisher.on(channel, self._log_message)
+        self.publisher.on(PointChannel.ROSTER, self._on_roster)
+        self.publisher.on(PointChannel.CMD, self._on_command)
+
+    def _on_roster(self, message: Message) -> None:
+        if isinstance(message, Roster):
+            self.checkin.apply_roster(message)
+
+    def _on_command(self, message: Message) -> None:
+        if isinstance(message, Command) and not self.safety_hub.handle_command(message):
+            log.info("command %s (%s) has no handler on this agent", message.cmd, message.cmd_id)
 
     @staticmethod
     def _log_message(message: Message) -> None:

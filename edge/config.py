@@ -33,7 +33,13 @@ from pydantic_core import ErrorDetails
 from firmware_bridge.contract import Meal
 from firmware_bridge.contract.topics import ID_PATTERN
 
+from .actuators import PanelConfig
+from .checkin import CheckinConfig
 from .errors import ConfigError
+from .inputs.bus import SerialBusConfig
+from .inputs.cards import Em4100ReaderConfig, IdCardReaderConfig, KeyboardReaderConfig, LineReaderConfig
+from .safety import SafetyConfig
+from .vision.capture import CameraInputConfig
 
 if TYPE_CHECKING:
     from .events import Input
@@ -191,7 +197,16 @@ class SimulatedInputConfig(InputBase):
 
 
 # The discriminated union of input plug-ins; add new input configs here (A | B | …).
-InputConfig = Annotated[SimulatedInputConfig, Field(discriminator="type")]
+InputConfig = Annotated[
+    SimulatedInputConfig
+    | Em4100ReaderConfig
+    | LineReaderConfig
+    | IdCardReaderConfig
+    | KeyboardReaderConfig
+    | SerialBusConfig
+    | CameraInputConfig,
+    Field(discriminator="type"),
+]
 
 
 def _union_tags(annotated: Any) -> frozenset[str]:
@@ -214,6 +229,12 @@ class AgentConfig(StrictModel):
     outbox: OutboxSection
     heartbeat_s: int = Field(default=60, ge=1, le=3600, description="Retained online status interval")
     clock: ClockSection = ClockSection()
+    state_dir: Path | None = Field(
+        default=None, description="Check-in state (roster, served today); defaults to <outbox dir>/state"
+    )
+    checkin: CheckinConfig = CheckinConfig()
+    safety: SafetyConfig = SafetyConfig()
+    panel: PanelConfig = PanelConfig()
     inputs: list[InputConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -227,6 +248,10 @@ class AgentConfig(StrictModel):
     @property
     def client_id(self) -> str:
         return self.mqtt.client_id or f"edge-{self.point.id}"
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir or self.outbox.path.parent / "state"
 
 
 def interpolate(node: Any, path: tuple[str | int, ...] = (), errors: list[str] | None = None) -> Any:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock
+
+if TYPE_CHECKING:
+    from ..actuators import SafetyHub
+    from ..checkin import Checkin
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,3 +18,6 @@ class InputContext:
 
     point_id: str
     clock: Clock
+    checkin: Checkin | None = None  # shared by every card reader of the point
+    safety_hub: SafetyHub | None = None  # shared by every sensor bus of the point
+    indicator: Any = None  # edge.inputs.cards.Indicator; None means the logging one

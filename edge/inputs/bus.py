@@ -104,6 +104,10 @@ class SerialBusConfig(_Strict):
     reopen_max_s: float = Field(default=5.0, gt=0, le=600)
     devices: list[BusDeviceConfig] = Field(min_length=1)
 
+    def build(self, ctx: Any) -> Input:
+        """Build the input with the point's shared SafetyHub (one engine and alarm panel per point)."""
+        return SerialBusInput(self, hub=getattr(ctx, "safety_hub", None), clock=ctx.clock)
+
 
 # ---- link: the port and one transaction at a time -------------------------------------------------
 

@@ -163,3 +163,23 @@ def test_input_tags_follow_the_union_as_it_grows() -> None:
     assert "simulated" in INPUT_TYPES
     grown = Annotated[SimulatedInputConfig | Camera, Field(discriminator="type")]
     assert _union_tags(grown) == {"simulated", "camera"}
+
+
+def test_full_hardware_example_wires_every_input_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hardware example names one of each real plug-in; each config is the plug-in's own model."""
+    from edge.inputs.bus import Dlt645DeviceConfig, SerialBusConfig
+    from edge.inputs.cards import Em4100ReaderConfig, IdCardReaderConfig
+    from edge.vision.capture import CameraInputConfig
+
+    secret = tmp_path / "pw"
+    secret.write_text("pw\n")
+    monkeypatch.setenv("YANGYI_MQTT_PASSWORD_FILE", str(secret))
+    cfg = load_config(EXAMPLE.with_name("full-point.yaml"))
+    kinds = [type(i) for i in cfg.inputs]
+    assert kinds == [Em4100ReaderConfig, IdCardReaderConfig, SerialBusConfig, SerialBusConfig, CameraInputConfig]
+    meter_bus = cfg.inputs[3]
+    assert isinstance(meter_bus, SerialBusConfig) and meter_bus.parity == "E"
+    assert isinstance(meter_bus.devices[0], Dlt645DeviceConfig)
+    assert cfg.panel.valve is not None and cfg.panel.valve.type == "gpio"
+    errors = errors_of(base(inputs=[{"type": "rs485_bus", "port": "/dev/ttyUSB0", "devices": [{"type": "x"}]}]))
+    assert any(e.startswith("inputs.0.devices.0: Input tag 'x'") for e in errors), errors
