@@ -27,8 +27,10 @@ CRASH_AFTER_COMMIT_ENV = "YANGYI_INGEST_TEST_CRASH_AFTER_COMMIT"
 CRASH_EXIT_STATUS = 17
 STATS_INTERVAL_SECONDS = 10.0
 
-# Errors that say "the database or the connection is unavailable": retry the same batch.
-_RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+# Errors that blame the data (SQLSTATE classes 22 and 23, e.g. a NUL in text): the batch is written
+# message by message so only the offender becomes a dead letter. Every other error (connection lost,
+# server shutting down, schema not migrated yet ...) is retried with backoff: never dropped.
+_DATA_ERRORS = (psycopg.DataError, psycopg.IntegrityError)
 
 
 class StopFlag(Protocol):
@@ -215,15 +217,15 @@ class BatchWriter:
                 conn = self._connection()
                 with conn.transaction():
                     return write_batch(conn, prepared)
-            except _RETRYABLE as exc:
+            except _DATA_ERRORS as exc:
+                log.warning("database rejected a batch (%s); writing its messages one by one", exc)
+                return None
+            except psycopg.Error as exc:
                 self.stats.retried()
                 log.warning("database unavailable (%s); retrying in %.1f s", exc, delay)
                 self._drop_connection()
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.settings.retry_max_s)
-            except psycopg.Error as exc:
-                log.warning("database rejected a batch (%s); writing its messages one by one", exc)
-                return None
         return None
 
     def _write_one_by_one(self, messages: list[Inbound]) -> WriteResult | None:

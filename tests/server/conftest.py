@@ -114,10 +114,11 @@ def worker_factory(tsdb_dsn: str, mqtt_server_account: Any, unique_point_id: str
     """Start in-process ingest workers subscribed to the test's point only; stopped and cleaned up after."""
     started: list[IngestWorker] = []
 
-    def make(dsn: str | None = None, client_id: str | None = None, **ingest: Any) -> IngestWorker:
+    def make(dsn: str | None = None, client_id: str | None = None, share_group: str | None = None,
+             **ingest: Any) -> IngestWorker:
         cid = client_id or f"test-ingest-{uuid.uuid4().hex[:8]}"
         worker = IngestWorker(worker_settings(dsn or tsdb_dsn, mqtt_server_account, unique_point_id, cid,
-                                              **ingest))
+                                              **ingest), share_group=share_group)
         worker.start()
         started.append(worker)
         wait_for(worker.subscribed.is_set, what="the worker to subscribe")

@@ -216,3 +216,17 @@ def test_acked_messages_are_not_redelivered(tsdb_dsn: str, publisher: Publisher,
     # Every PUBACK of the batch reached the broker: the new session got the new message only.
     assert second.writer.stats.snapshot()["messages"] == 1 and second.writer.stats.duplicates == 0
     assert rows(tsdb_dsn, point) == (301, 301)
+
+
+def test_shared_subscription_splits_the_stream_without_loss_or_duplicates(
+        tsdb_dsn: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]) -> None:
+    group = f"g{uuid.uuid4().hex[:8]}"
+    a = worker_factory(share_group=group)
+    b = worker_factory(share_group=group)
+    point = publisher.point
+    now = datetime.now(UTC)
+    for seq in range(200):
+        publisher.raw("m1", "telemetry", telemetry(point, "m1", seq, now + timedelta(milliseconds=seq)))
+    wait_for(lambda: a.writer.stats.messages + b.writer.stats.messages == 200, what="200 messages")
+    assert a.writer.stats.messages > 0 and b.writer.stats.messages > 0
+    assert rows(tsdb_dsn, point) == (200, 200)
