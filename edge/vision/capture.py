@@ -92,8 +92,11 @@ def is_file_source(source: int | str) -> bool:
 def open_capture(config: CaptureConfig) -> FrameSource:
     """Open the configured source with cv2.VideoCapture; raise CameraError if it will not open."""
     api = {"auto": cv2.CAP_ANY, "v4l2": cv2.CAP_V4L2, "ffmpeg": cv2.CAP_FFMPEG}[config.backend]
-    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(config.open_timeout_s * 1000),
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(config.watchdog_s * 1000)]
+    params: list[int] = []
+    if isinstance(config.source, str) and re.match(r"^[a-z]+://", config.source):
+        # Network streams go through FFmpeg, which honours these; V4L2 may refuse unknown parameters.
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(config.open_timeout_s * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(config.watchdog_s * 1000)]
     cap = cv2.VideoCapture(config.source, api, params)
     if not cap.isOpened():
         cap.release()
@@ -376,6 +379,8 @@ class VisionInput(Input):
         if changed:
             if online:
                 log.info("camera %s online", self.config.device_id)
+            elif detail in ("end of file", "stopped"):  # routine, not for an operator
+                log.info("camera %s offline: %s", self.config.device_id, detail)
             else:
                 log.warning("camera %s offline: %s", self.config.device_id, detail)
             self._emit_health()

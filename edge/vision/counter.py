@@ -158,7 +158,6 @@ class Track:
     vy: float = 0.0
     frames: int = 1
     side: int = 0  # committed side: -1 street, +1 room, 0 not yet known (in the band)
-    origin: int = 0  # which half of the band it was born in, if it was born in the band
     counted: int = 0
 
     def predict(self, t: float) -> tuple[float, float]:
@@ -221,6 +220,7 @@ class PeopleCounter:
         self._bg_gray: np.ndarray | None = None
         self._warm_t0: float | None = None
         self._warm_n = 0
+        self._started = False
 
     def drop_tracks(self) -> None:
         """Forget every track (after a gap in the video: nobody can be followed across it)."""
@@ -244,7 +244,12 @@ class PeopleCounter:
         _, mask = cv2.threshold(fg, 200, 255, cv2.THRESH_BINARY)  # 127 marks shadows
         self._unshadow_faint(img, fg, mask)
         result.foreground = cv2.countNonZero(mask) / mask.size
-        if result.foreground > self.config.background.relearn_fraction:
+        warming = self._warm_t0 is not None and t - self._warm_t0 < self.config.background.warmup_s
+        if warming and not self._started:
+            result.tracks = list(self.tracks)
+            return result  # the very first second only learns the empty scene
+        self._started = True
+        if result.foreground > self.config.background.relearn_fraction and not warming:
             # A sudden change the brightness match could not undo (a lamp in one corner): start afresh.
             self._bg.apply(img, learningRate=1.0)
             self._ref = self._bg_gray = None
@@ -399,8 +404,6 @@ class PeopleCounter:
                 dist = self.distance(d.x, d.y)
                 if abs(dist) > self._band_px:
                     tr.side = 1 if dist > 0 else -1
-                else:
-                    tr.origin = 1 if dist > 0 else -1
                 self.tracks.append(tr)
         return crossings
 
