@@ -12,7 +12,9 @@ measures the consumer's ceiling rather than the publishers' speed.
   (a) the ingest worker (validation, one transaction per batch, ack after commit), N single-reading
       telemetry messages → msgs_per_s;
   (c) a raw paho subscriber with manual ack and no database, on its own copy of the same N messages
-      → raw_client_msgs_per_s; ratio_vs_raw_client = msgs_per_s / raw_client_msgs_per_s;
+      → raw_client_msgs_per_s. (a) and (c) run in --rounds rounds, drained back to back in
+      alternating order; the figures are medians over rounds and ratio_vs_raw_client is the median
+      of the per-round ratios, because other work on the machine shifts both sides a lot;
   (b) the worker on M messages of R readings each → readings_per_s;
   (d) COPY of the rows of (b) straight into a scratch hypertable → copy_rows_per_s.
 lost and duplicated come from counting the stored rows against what was published.
@@ -24,6 +26,8 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -99,9 +103,9 @@ def end_session(mqtt_settings: MqttSettings, client_id: str) -> None:
     client.loop_stop()
 
 
-def _publisher(args: tuple[dict[str, Any], str, list[str], int, int, str]) -> int:
+def _publisher(args: tuple[dict[str, Any], str, list[str], int, int, str, int]) -> int:
     """Publisher process: publish `count` messages per device at QoS 1; return how many were acked."""
-    mqtt_kwargs, point, devices, count, readings, base_iso = args
+    mqtt_kwargs, point, devices, count, readings, base_iso, first_seq = args
     m = MqttSettings(**mqtt_kwargs)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv5)
@@ -112,7 +116,7 @@ def _publisher(args: tuple[dict[str, Any], str, list[str], int, int, str]) -> in
     client.loop_start()
     base = datetime.fromisoformat(base_iso)
     infos = []
-    for seq in range(count):
+    for seq in range(first_seq, first_seq + count):
         ts = base + timedelta(milliseconds=seq)
         for device in devices:
             if readings == 1:
@@ -141,14 +145,15 @@ def _publisher(args: tuple[dict[str, Any], str, list[str], int, int, str]) -> in
     return count * len(devices)
 
 
-def publish(mqtt_settings: MqttSettings, point: str, n_messages: int, readings: int, processes: int) -> float:
+def publish(mqtt_settings: MqttSettings, point: str, n_messages: int, readings: int, processes: int,
+            first_seq: int = 0) -> float:
     """Publish n_messages spread over `processes` publisher processes; return the seconds it took."""
     per_proc = n_messages // processes
     devices_per_proc = 4
     count = per_proc // devices_per_proc
     base = datetime(2026, 1, 1, tzinfo=UTC).isoformat()
     jobs = [(mqtt_settings.model_dump(mode="json", exclude={"password"}), point,
-             [f"dev{p}-{d}" for d in range(devices_per_proc)], count, readings, base)
+             [f"dev{p}-{d}" for d in range(devices_per_proc)], count, readings, base, first_seq)
             for p in range(processes)]
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
@@ -159,8 +164,18 @@ def publish(mqtt_settings: MqttSettings, point: str, n_messages: int, readings: 
     return elapsed
 
 
-def drain_raw(mqtt_settings: MqttSettings, client_id: str, expected: int, receive_max: int) -> float:
-    """Drain the queued stream with a bare paho client that acks each message; return seconds."""
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of this process, or of another process by pid (Linux /proc)."""
+    if pid is None:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drain_raw(mqtt_settings: MqttSettings, client_id: str, expected: int, receive_max: int
+              ) -> tuple[float, float]:
+    """Drain the queued stream with a bare paho client that acks each message; return seconds, CPU s."""
     received = 0
     done = threading.Event()
 
@@ -172,22 +187,26 @@ def drain_raw(mqtt_settings: MqttSettings, client_id: str, expected: int, receiv
             done.set()
 
     started = time.perf_counter()
+    cpu = cpu_seconds()
     client = _connect(mqtt_settings, client_id, clean=False, receive_max=receive_max)
     client.on_message = on_message
     client.loop_start()
     if not done.wait(DRAIN_TIMEOUT_SECONDS):
         raise RuntimeError(f"raw client received {received} of {expected}")
     elapsed = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
     client.disconnect()
     client.loop_stop()
-    return elapsed
+    return elapsed, cpu
 
 
-def drain_worker(settings: Settings, expected_messages: int) -> tuple[float, dict[str, int]]:
+def drain_worker(settings: Settings, expected_messages: int) -> tuple[float, dict[str, Any]]:
     """Run the ingest worker on the queued stream until every message is committed and acked."""
     worker = IngestWorker(settings)
     worker.writer.start()  # process start-up is not part of the throughput
+    child = getattr(worker.writer, "pid", None)
     started = time.perf_counter()
+    cpu, child_cpu = cpu_seconds(), cpu_seconds(child) if child else 0.0
     worker.start()
     deadline = started + DRAIN_TIMEOUT_SECONDS
     while worker.writer.stats.messages < expected_messages:
@@ -195,8 +214,10 @@ def drain_worker(settings: Settings, expected_messages: int) -> tuple[float, dic
             raise RuntimeError(f"worker handled {worker.writer.stats.messages} of {expected_messages}")
         time.sleep(0.02)
     elapsed = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
+    child_cpu = cpu_seconds(child) - child_cpu if child else 0.0
     worker.stop()
-    return elapsed, worker.writer.stats.snapshot()
+    return elapsed, {**worker.writer.stats.snapshot(), "cpu_s": round(cpu, 2), "child_cpu_s": round(child_cpu, 2)}
 
 
 def count_rows(dsn: str, point: str) -> tuple[int, int]:
@@ -238,11 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000, help="single-reading messages (a, c)")
     parser.add_argument("--batched-messages", type=int, default=4_000, help="batched messages (b)")
+    parser.add_argument("--rounds", type=int, default=3, help="raw/worker drain pairs for (a) and (c)")
     parser.add_argument("--readings-per-message", type=int, default=100)
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
     parser.add_argument("--batch-max", type=int, default=IngestSettings().batch_max)
     parser.add_argument("--batch-latency", type=float, default=IngestSettings().batch_latency_s)
     parser.add_argument("--receive-maximum", type=int, default=MqttSettings().receive_maximum)
+    parser.add_argument("--writer", choices=("process", "thread"), default=IngestSettings().writer)
     parser.add_argument("--keep-db", action="store_true", help="keep the scratch database")
     args = parser.parse_args(argv)
 
@@ -258,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     point_a, point_b = f"bencha{run}", f"benchb{run}"
     worker_a, worker_b, raw_id = f"bench-ingest-a-{run}", f"bench-ingest-b-{run}", f"bench-raw-{run}"
     base_mqtt = MqttSettings()
-    ingest = IngestSettings(batch_max=args.batch_max, batch_latency_s=args.batch_latency)
+    ingest = IngestSettings(batch_max=args.batch_max, batch_latency_s=args.batch_latency, writer=args.writer)
 
     def worker_settings(client_id: str, point: str) -> Settings:
         return Settings(
@@ -273,16 +296,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for client_id, point in sessions:
             create_session(base_mqtt, client_id, point)
-        n_a = args.messages - args.messages % (4 * args.publishers)
+        per_round = args.messages // args.rounds
+        per_round -= per_round % (4 * args.publishers)
+        n_a = per_round * args.rounds
         n_b = args.batched_messages - args.batched_messages % (4 * args.publishers)
-        progress(f"publishing {n_a} single-reading messages from {args.publishers} processes")
-        pub_a = publish(base_mqtt, point_a, n_a, 1, args.publishers)
-        progress(f"published in {pub_a:.1f} s ({n_a / pub_a:.0f} msg/s); load {loadavg()}")
-
-        raw_s = drain_raw(base_mqtt, raw_id, n_a, args.receive_maximum)
-        progress(f"(c) raw paho client drained {n_a} in {raw_s:.2f} s: {n_a / raw_s:.0f} msg/s")
-        worker_s, stats_a = drain_worker(worker_settings(worker_a, point_a), n_a)
-        progress(f"(a) worker drained {n_a} in {worker_s:.2f} s: {n_a / worker_s:.0f} msg/s; {stats_a}")
+        raw_rates: list[float] = []
+        worker_rates: list[float] = []
+        raw_cpu = worker_cpu = child_cpu = 0.0
+        batches_a = 0
+        pub_a = 0.0
+        for r in range(args.rounds):
+            # Both sessions hold the same stream; drained in turn, the order alternating per round, so
+            # a change in the machine's other load hits both sides alike.
+            progress(f"round {r + 1}/{args.rounds}: publishing {per_round} single-reading messages"
+                     f" from {args.publishers} processes; load {loadavg()}")
+            pub_a += publish(base_mqtt, point_a, per_round, 1, args.publishers,
+                             first_seq=r * per_round // (4 * args.publishers))
+            for side in (("raw", "worker") if r % 2 == 0 else ("worker", "raw")):
+                if side == "raw":
+                    secs, cpu = drain_raw(base_mqtt, raw_id, per_round, args.receive_maximum)
+                    raw_rates.append(per_round / secs)
+                    raw_cpu += cpu
+                    progress(f"(c) raw paho client: {per_round / secs:.0f} msg/s, CPU {cpu:.2f} s")
+                else:
+                    secs, stats = drain_worker(worker_settings(worker_a, point_a), per_round)
+                    worker_rates.append(per_round / secs)
+                    worker_cpu += stats["cpu_s"]
+                    child_cpu += stats["child_cpu_s"]
+                    batches_a += stats["batches"]
+                    progress(f"(a) worker: {per_round / secs:.0f} msg/s; {stats}")
 
         progress(f"publishing {n_b} messages of {args.readings_per_message} readings")
         pub_b = publish(base_mqtt, point_b, n_b, args.readings_per_message, args.publishers)
@@ -298,24 +340,34 @@ def main(argv: list[str] | None = None) -> int:
         duplicated = (rows_a - distinct_a) + (rows_b - distinct_b)
         copy_rate, copy_rows = copy_ceiling(dsn, point_b)
         progress(f"(d) COPY of {copy_rows} rows: {copy_rate:.0f} rows/s")
-        msgs_per_s = n_a / worker_s
-        raw_rate = n_a / raw_s
+        msgs_per_s = statistics.median(worker_rates)
+        raw_rate = statistics.median(raw_rates)
+        ratios = [w / c for w, c in zip(worker_rates, raw_rates, strict=True)]
         result = {
             "msgs_per_s": round(msgs_per_s),
             "readings_per_s": round(readings / batched_s),
             "raw_client_msgs_per_s": round(raw_rate),
             "copy_rows_per_s": round(copy_rate),
-            "ratio_vs_raw_client": round(msgs_per_s / raw_rate, 3),
+            # Median over rounds of (worker / raw client) measured back to back in the same round.
+            "ratio_vs_raw_client": round(statistics.median(ratios), 3),
+            "ratio_of_medians": round(msgs_per_s / raw_rate, 3),
+            "rounds": args.rounds,
+            "msgs_per_s_rounds": [round(x) for x in worker_rates],
+            "raw_client_msgs_per_s_rounds": [round(x) for x in raw_rates],
             "lost": lost,
             "duplicated": duplicated,
             "messages": n_a,
             "batched_messages": n_b,
             "readings_per_message": args.readings_per_message,
             "publish_msgs_per_s": round(n_a / pub_a),
-            "batches_a": stats_a["batches"],
+            "batches_a": batches_a,
             "batches_b": stats_b["batches"],
             "batch_max": args.batch_max,
             "receive_maximum": args.receive_maximum,
+            "writer": args.writer,
+            "cpu_us_per_msg_raw_client": round(raw_cpu / n_a * 1e6, 1),
+            "cpu_us_per_msg_worker_mqtt_process": round(worker_cpu / n_a * 1e6, 1),
+            "cpu_us_per_msg_worker_writer_process": round(child_cpu / n_a * 1e6, 1),
             "loadavg_end": loadavg(),
             "cpus": os.cpu_count(),
         }
