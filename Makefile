@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEPLOY := deploy/native
 
-.PHONY: run stop test install services migrate lint asyncapi bench-ingest clean-state
+.PHONY: run stop test install services migrate lint asyncapi bench-ingest bench-checkin bench-safety bench-alerts bench-settlement bench-vision
 
 install:
 	bash $(DEPLOY)/bootstrap.sh
@@ -36,3 +36,18 @@ asyncapi: install
 
 bench-ingest: migrate
 	$(PY) -m bench.ingest
+
+bench-checkin: migrate
+	$(PY) -m bench.checkin
+
+bench-safety: install
+	$(PY) -m bench.safety
+
+bench-alerts: migrate
+	$(PY) -m bench.alerts
+
+bench-settlement: migrate
+	$(PY) -m bench.settlement
+
+bench-vision: install
+	$(PY) -m bench.vision

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from server import health
+from server.auth.deps import guard_points
+from server.auth.router import router as auth_router
 from server.checkins.router import router as checkins_router
 from server.db.pool import make_pool
 from server.errors import ConfigError
@@ -20,7 +22,11 @@ from server.telemetry.router import router as telemetry_router
 
 log = logging.getLogger(__name__)
 
-ROUTERS = (health.router, registry_router, telemetry_router, checkins_router)
+# Open: health (for probes) and auth (to log in). Everything else is behind the place guard: routes
+# with {point_id} answer only inside the caller's scope; list routes named here filter by scope.
+OPEN_ROUTERS = (health.router, auth_router)
+GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router)
+SCOPE_AWARE_ROUTES = frozenset({"list_points"})
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> FastAPI:
@@ -41,8 +47,12 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = lambda: datet
     app.state.settings = settings
     app.state.pool = pool
     app.state.clock = clock
-    for router in ROUTERS:
+    app.state.auth_settings = settings.auth
+    for router in OPEN_ROUTERS:
         app.include_router(router)
+    guard = Depends(guard_points(scope_aware=SCOPE_AWARE_ROUTES))
+    for router in GUARDED_ROUTERS:
+        app.include_router(router, dependencies=[guard])
     return app
 
 

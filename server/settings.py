@@ -19,6 +19,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from server.auth.settings import AuthSettings
 from server.errors import ConfigError
 
 STATE_DIR = Path("/var/lib/yangyi")
@@ -138,6 +139,7 @@ class Settings(BaseModel):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
 
 def load_settings() -> Settings:
@@ -162,4 +164,5 @@ _SECTIONS: dict[str, type[BaseSettings]] = {
     "ingest": IngestSettings,
     "retention": RetentionSettings,
     "api": ApiSettings,
+    "auth": AuthSettings,
 }

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Request
 
+from server.auth.deps import CurrentScope
 from server.db.pool import connection
 from server.errors import NotFoundError
 
@@ -23,8 +24,8 @@ def _service(request: Request) -> RegistryService:
 
 
 @router.get("", response_model=list[PointOut], summary="All meal points")
-def list_points(request: Request, conn: Conn) -> list[PointOut]:
-    return _service(request).points(conn)
+def list_points(request: Request, conn: Conn, scope: CurrentScope) -> list[PointOut]:
+    return _service(request).points(conn, scope)
 
 
 @router.get("/{point_id}", response_model=PointDetail, summary="One meal point with device counts")

@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 
+from server.auth.scopes import Scope
 from server.errors import NotFoundError
 
 from . import repository
@@ -26,8 +27,9 @@ class RegistryService:
         self.heartbeats = heartbeats
         self.default_heartbeat_s = default_heartbeat_s
 
-    def points(self, conn: psycopg.Connection[Any]) -> list[PointOut]:
-        return [PointOut(**row) for row in repository.list_points(conn)]
+    def points(self, conn: psycopg.Connection[Any], scope: Scope) -> list[PointOut]:
+        """The meal points inside `scope`."""
+        return [PointOut(**row) for row in repository.list_points(conn, scope.sql_filter("id"))]
 
     def devices(self, conn: psycopg.Connection[Any], point_id: str, now: datetime) -> list[DeviceOut]:
         if repository.get_point(conn, point_id) is None:

@@ -143,3 +143,20 @@ def private_dsn(tsdb_admin_dsn: str) -> Iterator[str]:
     yield dsn
     with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bearer_headers(dsn: str, role: str = "bureau_viewer", **binding: Any) -> dict[str, str]:
+    """Headers with a fresh integration token (county-wide bureau viewer unless told otherwise)."""
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from server.auth.schemas import TokenCreate
+    from server.auth.service import AuthService
+    from server.auth.settings import AuthSettings
+
+    spec = TokenCreate.model_validate({"name": f"tests-{role}", "role": role, **binding})
+    with psycopg.connect(dsn) as conn:
+        token = AuthService(AuthSettings()).create_token(conn, spec, "tests", datetime.now(UTC))
+        conn.commit()
+    return {"Authorization": f"Bearer {token.secret}"}

@@ -10,13 +10,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
+from psycopg import connect as psycopg_connect
 from pydantic import SecretStr
 
 from server.app import create_app
 from server.ingest.worker import IngestWorker
 from server.settings import DbSettings, MqttSettings, Settings
 
-from .conftest import Publisher, query, wait_for
+from .conftest import Publisher, bearer_headers, query, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,8 @@ def api_settings(dsn: str, account: Any) -> Settings:
 
 @pytest.fixture
 def api(tsdb_dsn: str, mqtt_server_account: Any) -> Iterator[TestClient]:
-    with TestClient(create_app(api_settings(tsdb_dsn, mqtt_server_account))) as client:
+    app = create_app(api_settings(tsdb_dsn, mqtt_server_account))
+    with TestClient(app, headers=bearer_headers(tsdb_dsn)) as client:
         yield client
 
 
@@ -142,7 +144,7 @@ def test_device_status_online_offline_and_stale(tsdb_dsn: str, mqtt_server_accou
             "v": 1, "point": point, "device": "agent", "ts": datetime.now(UTC).isoformat(), "state": state,
             "heartbeat_s": 5}), retain=True)
 
-    with TestClient(app) as api:
+    with TestClient(app, headers=bearer_headers(tsdb_dsn)) as api:
         def agent() -> dict[str, Any] | None:
             r = api.get(f"/api/v1/points/{point}/devices")
             return next((d for d in r.json() if d["device_id"] == "agent"), None) if r.status_code == 200 else None
@@ -161,3 +163,24 @@ def test_device_status_online_offline_and_stale(tsdb_dsn: str, mqtt_server_accou
         status("online")
         wait_for(lambda: (a := agent()) and a["online"], what="agent online again")
     publisher.raw("agent", "status", b"", retain=True)  # clear the retained message
+
+
+def test_api_needs_a_principal_and_keeps_townships_apart(tsdb_dsn: str, mqtt_server_account: Any) -> None:
+    """The production app (not a test app) guards every point route; health stays open for probes."""
+    from .conftest import query as q
+
+    with psycopg_connect(tsdb_dsn) as conn:
+        conn.execute("INSERT INTO meal_points (id, name, township, village) VALUES "
+                     "('guard-a', 'A', '城关镇', '东村'), ('guard-b', 'B', '山口乡', '西村') ON CONFLICT DO NOTHING")
+    township_a = q(tsdb_dsn, "SELECT id FROM townships WHERE name = '城关镇'")[0][0]
+    with TestClient(create_app(api_settings(tsdb_dsn, mqtt_server_account))) as anonymous:
+        assert anonymous.get("/api/v1/points").status_code == 401
+        assert anonymous.get("/api/v1/points/guard-a").status_code == 401
+        assert anonymous.get("/health").status_code in (200, 503)
+    officer_headers = bearer_headers(tsdb_dsn, "township_officer", township_id=township_a)
+    with TestClient(create_app(api_settings(tsdb_dsn, mqtt_server_account)), headers=officer_headers) as officer:
+        ids = {p["id"] for p in officer.get("/api/v1/points").json()}
+        assert "guard-a" in ids and "guard-b" not in ids
+        assert officer.get("/api/v1/points/guard-a").status_code == 200
+        assert officer.get("/api/v1/points/guard-b").status_code == 404
+        assert officer.get("/api/v1/points/guard-b/devices").status_code == 404
