@@ -24,7 +24,7 @@ cmd_for() {
     ingest) echo "$VENV/bin/yangyi-ingest";;
     maintenance) echo "$VENV/bin/yangyi-maintenance --every 3600";;
     server) echo "$VENV/bin/yangyi-server --host $HTTP_HOST --port $HTTP_PORT";;
-    county) echo "$VENV/bin/yangyi-sim-county --points $SIM_POINTS --broker-port $YANGYI_MQTT_PORT";;
+    county) echo "$VENV/bin/yangyi-sim-county --points $SIM_POINTS --port $YANGYI_MQTT_PORT --all-day --rate-per-min 2 --telemetry-interval-s 15";;
   esac
 }
 
@@ -52,9 +52,25 @@ stop_one() {
   rm -f "$RUN_DIR/$name.pid"
 }
 
+# The first bureau administrator: created once, password kept in the secrets directory.
+ensure_admin() {
+  local pwfile=$YANGYI_STATE_DIR/secrets/admin_password
+  if [ -s "$pwfile" ]; then return 0; fi
+  local pw
+  pw=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+  if printf '%s\n' "$pw" | "$VENV/bin/yangyi-auth" create-user --username admin --display-name 县民政局管理员 \
+      --role bureau_admin --password-stdin >/dev/null; then
+    (umask 077; printf '%s\n' "$pw" > "$pwfile")
+    log "created the bureau administrator 'admin' (password in $pwfile)"
+  else
+    log "could not create the administrator (it may exist already); reset with: yangyi-auth set-password --username admin"
+  fi
+}
+
 case "${1:-start}" in
   start)
     mkdir -p "$RUN_DIR"
+    ensure_admin
     for p in "${PROGRAMS[@]}"; do start_one "$p"; done
     url="http://$HTTP_HOST:$HTTP_PORT/"
     for _ in $(seq 100); do
@@ -67,7 +83,8 @@ case "${1:-start}" in
     echo
     echo "养怡 Yangyi is running with $SIM_POINTS simulated meal points."
     echo "  Dashboard:  $url"
-    echo "  API docs:   ${url}openapi.json"
+    echo "  Sign in:    admin / $(cat "$YANGYI_STATE_DIR/secrets/admin_password" 2>/dev/null || echo '(see yangyi-auth)')"
+    echo "  API:        ${url}openapi.json"
     echo "  Logs:       $RUN_DIR/*.log     Stop: make stop"
     ;;
   stop) for p in county server maintenance ingest; do stop_one "$p"; done;;
