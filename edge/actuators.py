@@ -1,7 +1,8 @@
 """Local safety outputs: buzzer/siren, gas shut-off valve, exhaust fan, and the hub that drives them.
 
 Each output is one small injected interface (Actuator): a GPIO pin through gpiozero or lgpio
-(imported only when a GPIO actuator is built, so this module imports anywhere) or a logging one.
+(imported only when a GPIO actuator is built, so this module imports anywhere), a logging one, or
+a file one that appends each call as a line (for tests and benchmarks to watch a real agent).
 The panel applies the safety engine's action strings. Rules of the panel (GB 50028 §10.8):
 
 - the valve closes on `valve.close` and is reopened ONLY by `reopen_valve_on_site()`, which takes
@@ -19,7 +20,9 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -69,6 +72,24 @@ class LoggingActuator:
         return self._state
 
 
+class FileActuator:
+    """An output that appends "<unix time> on|off" to a file on every call (tests, benchmarks)."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        self.path = path
+        self._state = False
+
+    def set(self, on: bool) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(f"{time.time():.6f} {'on' if on else 'off'}\n")
+        self._state = on
+
+    @property
+    def state(self) -> bool:
+        return self._state
+
+
 class GpioActuator:
     """A relay or buzzer on a Raspberry Pi GPIO pin (BCM numbering), via gpiozero, else lgpio."""
 
@@ -108,13 +129,14 @@ class LocalButton:
 
 
 class ActuatorConfig(BaseModel):
-    """One output: `gpio` (BCM pin) or `log`."""
+    """One output: `gpio` (BCM pin), `log`, or `file` (a line per call appended to `path`)."""
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    type: Literal["gpio", "log"] = "log"
+    type: Literal["gpio", "log", "file"] = "log"
     pin: int | None = Field(default=None, ge=0, le=53)
     active_high: bool = True
+    path: Path | None = Field(default=None, strict=False)
 
 
 class PanelConfig(BaseModel):
@@ -134,6 +156,10 @@ def build_actuator(name: str, config: ActuatorConfig) -> Actuator:
         if config.pin is None:
             raise ActuatorError(f"{name}: a gpio actuator needs a pin")
         return GpioActuator(name, config.pin, config.active_high)
+    if config.type == "file":
+        if config.path is None:
+            raise ActuatorError(f"{name}: a file actuator needs a path")
+        return FileActuator(name, config.path)
     return LoggingActuator(name)
 
 

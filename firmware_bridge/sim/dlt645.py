@@ -6,13 +6,18 @@ silent for other meters' addresses, as a real meter on a shared line does. Answe
 (0x13) when it plays exactly one meter. For a peer we did not write, tests use the `dlt645`
 package's meter instead.
 
+Scenarios (firmware_bridge.sim.scenarios, protocol dlt645) script values, silence and line noise
+(random bytes before replies, replies with a broken checksum) over time, with a speed factor.
+
     yangyi-sim-dlt645 --link /tmp/yangyi-meter0 --meter 123456789012 --set 02010100=220.1
+    yangyi-sim-dlt645 --link /tmp/yangyi-meter0 --scenario undervoltage --speed 20
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import random
 import signal
 import threading
 from collections.abc import Mapping, Sequence
@@ -20,7 +25,9 @@ from pathlib import Path
 
 from firmware_bridge import dlt645
 from firmware_bridge.errors import SimulatorError
+from firmware_bridge.sim import scenarios as sc
 from firmware_bridge.sim.pty import Pty
+from firmware_bridge.sim.scenarios.player import ScenarioPlayer
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,8 @@ class Dlt645MeterSimulator:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._decoder = dlt645.FrameDecoder("sim")
+        self.noise: sc.Noise | None = None
+        self._rng = random.Random(1)
 
     @property
     def path(self) -> str:
@@ -88,6 +97,34 @@ class Dlt645MeterSimulator:
         dlt645.encode_value(dlt645.DATA_IDS[di], value)  # raises if it cannot be sent
         with self._lock:
             self.meters[address][di] = value
+
+    def apply_device(self, device: sc.ScenarioDevice, state: sc.DeviceState) -> None:
+        """Scenario target: a meter's values (by channel name) and silence."""
+        if device.address is None:
+            raise SimulatorError(f"{device.id} is not a DL/T 645 meter")
+        for channel, value in state.values.items():
+            self.set(device.address, sc.DLT645_CHANNELS[channel], value)
+        with self._lock:
+            if state.silent:
+                self.silent.add(device.address)
+            else:
+                self.silent.discard(device.address)
+
+    def apply_noise(self, noise: sc.Noise | None) -> None:
+        """Scenario target: noise on the line (None for a clean line)."""
+        with self._lock:
+            self.noise = noise
+            if noise is not None:
+                self._rng = random.Random(noise.seed)
+
+    def _noisy(self, wire: bytes) -> bytes:
+        noise = self.noise
+        if noise is None:
+            return wire
+        out = bytearray(wire)
+        if noise.corrupt_ratio and self._rng.random() < noise.corrupt_ratio:
+            out[-2] ^= 0x5A  # the checksum byte, before the 0x16 end marker
+        return bytes(self._rng.randrange(256) for _ in range(noise.garbage_bytes)) + bytes(out)
 
     def reply_to(self, frame: dlt645.Frame) -> dlt645.Frame | None:
         """The reply a meter on this line gives to `frame`, if any (pure apart from the values)."""
@@ -123,7 +160,7 @@ class Dlt645MeterSimulator:
                     reply = self.reply_to(frame)
                     if reply is not None:
                         try:
-                            self.pty.write(dlt645.encode(reply))
+                            self.pty.write(self._noisy(dlt645.encode(reply)))
                         except OSError as exc:
                             log.info("meter simulator: reply not sent: %s", exc)
             if not data:
@@ -140,14 +177,26 @@ class Dlt645MeterSimulator:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="yangyi-sim-dlt645", description=__doc__.split("\n")[0])
     parser.add_argument("--link", help="symlink to create for the device node (e.g. /tmp/yangyi-meter0)")
-    parser.add_argument("--meter", action="append", required=True, help="meter number, 12 digits")
+    parser.add_argument("--meter", action="append", default=[], help="meter number, 12 digits")
     parser.add_argument("--set", action="append", default=[], metavar="DI=VALUE",
                         help="value for every meter, DI in hex (02010100=220.1)")
+    parser.add_argument("--scenario", help=f"play a scenario ({', '.join(sc.available_scenarios())} or a path)")
+    parser.add_argument("--speed", type=float, default=1.0, help="scenario seconds per wall second")
+    parser.add_argument("--loop", action="store_true", help="play the scenario again and again")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    scenario: sc.Scenario | None = None
     try:
-        sim = Dlt645MeterSimulator(args.meter, link=args.link)
+        meters = list(args.meter)
+        if args.scenario:
+            scenario = sc.load_scenario(args.scenario)
+            if scenario.protocol != "dlt645":
+                raise SimulatorError(f"scenario {scenario.name} is for {scenario.protocol}, not dlt645")
+            meters += [d.address for d in scenario.devices if d.address and d.address not in meters]
+        if not meters:
+            raise SimulatorError("give --meter or --scenario")
+        sim = Dlt645MeterSimulator(meters, link=args.link)
         for spec in args.set:
             di, _, value = spec.partition("=")
             for address in sim.meters:
@@ -159,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(sim.start(), flush=True)
     try:
+        if scenario is not None:
+            ScenarioPlayer(scenario, sim, args.speed).run(stop, loop=args.loop)
         stop.wait()
     finally:
         sim.stop()

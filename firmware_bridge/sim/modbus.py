@@ -7,8 +7,16 @@ Holding and input registers are one shared block, so FC 03 and FC 04 read the sa
 the DDSU666). Values can change while running (set()), ramp (--ramp, e.g. 1 %LEL/min, the
 GB 15322 test rate) and a device can go silent (silence()) to play a dead instrument.
 
+Scenarios (firmware_bridge.sim.scenarios) script all of that as data, with time compression:
+`--scenario slow_leak --speed 60` plays the one-hour slow leak in a minute. Line noise (random
+bytes before replies, replies with a broken CRC) is injected on the way out. With `wire_baud`
+set, each reply is held back for the wire time of the request and the reply at that baud rate
+(10 bits a byte), since a pty moves bytes at memory speed; benchmarks use it to compare the bus
+cycle against the theoretical one.
+
     yangyi-sim-modbus --link /tmp/yangyi-bus0 --device 1=gas_generic --device 2=chint_ddsu666 \
         --set 1:lel=3.5 --set 2:voltage=221.3 --ramp 1:lel=1.0
+    yangyi-sim-modbus --link /tmp/yangyi-bus0 --scenario sudden_leak --speed 10
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import random
 import signal
 import threading
 import time
@@ -29,7 +38,9 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from firmware_bridge import modbus_profiles as mp
 from firmware_bridge.errors import SimulatorError
+from firmware_bridge.sim import scenarios as sc
 from firmware_bridge.sim.pty import PtyBridge
+from firmware_bridge.sim.scenarios.player import ScenarioPlayer
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +55,19 @@ class ModbusBusSimulator:
         devices: Mapping[int, str | mp.Profile],
         link: str | Path | None = None,
         baudrate: int = 9600,
+        wire_baud: int | None = None,
+        relay_poll_s: float | None = None,
     ) -> None:
         self.profiles = {unit: p if isinstance(p, mp.Profile) else mp.load_profile(p) for unit, p in devices.items()}
         self.baudrate = baudrate
         self.bridge = PtyBridge(link_b=link)
+        if relay_poll_s is not None:
+            self.bridge.RELAY_POLL_SECONDS = relay_poll_s
+        self.wire_baud = wire_baud
+        self.noise: sc.Noise | None = None
+        self._rng = random.Random(1)
+        self._last_request_len = 0
+        self.replies = 0
         self.values: dict[int, dict[str, float]] = {u: {} for u in self.profiles}
         self.flags: dict[int, set[str]] = {u: set() for u in self.profiles}
         self._silent: set[int] = set()
@@ -147,11 +167,38 @@ class ModbusBusSimulator:
         else:
             self._silent.discard(unit)
 
+    def apply_device(self, device: sc.ScenarioDevice, state: sc.DeviceState) -> None:
+        """Scenario target: a device's values, status bits and silence."""
+        if device.unit is None:
+            raise SimulatorError(f"{device.id} is not a Modbus device")
+        self.set(device.unit, state.values, set(state.flags))
+        self.silence(device.unit, state.silent)
+
+    def apply_noise(self, noise: sc.Noise | None) -> None:
+        """Scenario target: noise on the line (None for a clean line)."""
+        self.noise = noise
+        if noise is not None:
+            self._rng = random.Random(noise.seed)
+
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        if not sending:
+            self._last_request_len = len(data)
+            return data
         # pymodbus answers an unknown unit with an exception; a dead device says nothing.
-        if sending and data and data[0] in self._silent:
+        if data and data[0] in self._silent:
             return b""
-        return data
+        if self.wire_baud:
+            # Blocking on purpose: the line is half duplex, nothing else may talk meanwhile.
+            time.sleep((self._last_request_len + len(data)) * 10 / self.wire_baud)
+        self.replies += 1
+        noise = self.noise
+        if noise is None or not data:
+            return data
+        out = bytearray(data)
+        if noise.corrupt_ratio and self._rng.random() < noise.corrupt_ratio:
+            out[-1] ^= 0x5A
+        prefix = bytes(self._rng.randrange(256) for _ in range(noise.garbage_bytes))
+        return prefix + bytes(out)
 
     def __enter__(self) -> ModbusBusSimulator:
         self.start()
@@ -173,22 +220,37 @@ def _unit_kv(text: str) -> tuple[int, str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="yangyi-sim-modbus", description=__doc__.split("\n")[0])
     parser.add_argument("--link", help="symlink to create for the device node (e.g. /tmp/yangyi-bus0)")
-    parser.add_argument("--device", action="append", required=True, metavar="UNIT=PROFILE",
+    parser.add_argument("--device", action="append", default=[], metavar="UNIT=PROFILE",
                         help=f"a device: unit id and profile ({', '.join(mp.available_profiles())} or a path)")
     parser.add_argument("--set", action="append", default=[], type=_unit_kv, metavar="UNIT:CHANNEL=VALUE")
     parser.add_argument("--flag", action="append", default=[], metavar="UNIT:BIT", help="set a status bit")
     parser.add_argument("--ramp", action="append", default=[], type=_unit_kv, metavar="UNIT:CHANNEL=PER_MIN",
                         help="change a channel steadily, per minute")
+    parser.add_argument("--scenario", help=f"play a scenario ({', '.join(sc.available_scenarios())} or a path)")
+    parser.add_argument("--speed", type=float, default=1.0, help="scenario seconds per wall second")
+    parser.add_argument("--loop", action="store_true", help="play the scenario again and again")
     parser.add_argument("--baudrate", type=int, default=9600)
+    parser.add_argument("--wire-baud", type=int, help="hold replies back for their wire time at this baud rate")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
 
     devices: dict[int, str] = {}
-    for spec in args.device:
-        unit, _, profile = spec.partition("=")
-        devices[int(unit)] = profile
-    sim = ModbusBusSimulator(devices, link=args.link, baudrate=args.baudrate)
+    scenario: sc.Scenario | None = None
+    try:
+        if args.scenario:
+            scenario = sc.load_scenario(args.scenario)
+            if scenario.protocol != "modbus":
+                raise SimulatorError(f"scenario {scenario.name} is for {scenario.protocol}, not modbus")
+            devices.update(sc.modbus_units(scenario))
+        for spec in args.device:
+            unit, _, profile = spec.partition("=")
+            devices[int(unit)] = profile
+        if not devices:
+            raise SimulatorError("give --device or --scenario")
+    except (ValueError, SimulatorError) as exc:
+        raise SystemExit(f"yangyi-sim-modbus: {exc}") from exc
+    sim = ModbusBusSimulator(devices, link=args.link, baudrate=args.baudrate, wire_baud=args.wire_baud)
     for unit, channel, value in args.set:
         sim.values[unit][channel] = float(value)
     for spec in args.flag:
@@ -201,6 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ramps = [(u, ch, float(v)) for u, ch, v in args.ramp]
     last = time.monotonic()
     try:
+        if scenario is not None:
+            ScenarioPlayer(scenario, sim, args.speed).run(stop, loop=args.loop)
+            stop.wait()
+            return 0
         while not stop.wait(1.0):
             now = time.monotonic()
             for unit, channel, per_min in ramps:
