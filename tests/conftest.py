@@ -186,3 +186,46 @@ def private_broker(tmp_path: Path, mqtt_server_account: MqttAccount) -> Iterator
     broker.start()
     yield broker
     broker.kill()
+
+
+TEST_POINT_RE = r"^t[a-z]*[0-9a-f]{3,}(-[0-9]{4})?$"  # ids tests make (unique_point_id and friends)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clear_retained_test_messages() -> Iterator[None]:
+    """After the session, remove retained status/roster/config messages of test points from the shared
+    broker, so `make run` on the same machine shows only real meal points."""
+    yield
+    if not _port_open(MQTT_HOST, MQTT_PORT):
+        return
+    import re
+
+    import paho.mqtt.client as mqtt
+
+    password_file = STATE_DIR / "secrets" / "mqtt_server_password"
+    if not password_file.exists():
+        return
+    pattern = re.compile(TEST_POINT_RE)
+    topics: set[str] = set()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.username_pw_set("yangyi-server", password_file.read_text().strip())
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        parts = msg.topic.split("/")
+        if msg.retain and len(parts) > 2 and pattern.match(parts[2]):
+            topics.add(msg.topic)
+
+    client.on_message = on_message
+    try:
+        client.connect(MQTT_HOST, MQTT_PORT)
+        client.subscribe("yangyi/v1/#", qos=0)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            client.loop(timeout=0.1)
+        for topic in topics:
+            client.publish(topic, b"", qos=1, retain=True)
+        for _ in range(20):
+            client.loop(timeout=0.05)
+        client.disconnect()
+    except OSError:
+        pass
