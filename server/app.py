@@ -17,6 +17,7 @@ from server.checkins.router import router as checkins_router
 from server.db.pool import make_pool
 from server.errors import ConfigError
 from server.registry.router import router as registry_router
+from server.safety.router import router as safety_router
 from server.settings import Settings, load_settings
 from server.telemetry.router import router as telemetry_router
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 # Open: health (for probes) and auth (to log in). Everything else is behind the place guard: routes
 # with {point_id} answer only inside the caller's scope; list routes named here filter by scope.
 OPEN_ROUTERS = (health.router, auth_router)
-GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router)
+GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router, safety_router)
 SCOPE_AWARE_ROUTES = frozenset({"list_points"})
 
 

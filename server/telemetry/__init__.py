@@ -1,1 +1,1 @@
-"""Sensor readings: latest values per device and channel."""
+"""Sensor readings: latest values per device and channel, and series rolled up in time buckets."""

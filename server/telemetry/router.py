@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import psycopg
@@ -11,7 +12,7 @@ from server.db.pool import connection
 from server.errors import NotFoundError
 
 from . import service
-from .schemas import ReadingOut
+from .schemas import ReadingOut, SeriesOut
 
 router = APIRouter(prefix="/api/v1/points", tags=["telemetry"])
 Conn = Annotated[psycopg.Connection[Any], Depends(connection)]
@@ -26,5 +27,28 @@ def latest_readings(
     lookback = hours or request.app.state.settings.api.latest_lookback_hours
     try:
         return service.latest(conn, point_id, request.app.state.clock(), lookback)
+    except NotFoundError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from exc
+
+
+MAX_SERIES_DAYS = 400
+
+
+@router.get("/{point_id}/devices/{device_id}/channels/{channel}/series", response_model=SeriesOut,
+            summary="A channel's summaries rolled up in time buckets, with thresholds to draw")
+def channel_series(
+    point_id: str, device_id: str, channel: str, request: Request, conn: Conn,
+    start: Annotated[datetime | None, Query(description="From (inclusive); default 24 h before end")] = None,
+    end: Annotated[datetime | None, Query(description="To (exclusive); default now")] = None,
+    bucket_s: Annotated[int | None, Query(ge=60, le=86400, description="Bucket width; chosen if absent")] = None,
+) -> SeriesOut:
+    end = end or request.app.state.clock()
+    start = start or end - timedelta(hours=24)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise HTTPException(status_code=422, detail="start and end need a time zone offset")
+    if start >= end or end - start > timedelta(days=MAX_SERIES_DAYS):
+        raise HTTPException(status_code=422, detail=f"start must be before end, at most {MAX_SERIES_DAYS} days")
+    try:
+        return service.series(conn, point_id, device_id, channel, start, end, bucket_s)
     except NotFoundError as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
