@@ -99,6 +99,10 @@ class BlobConfig(Strict):
     person_width: float = Field(
         default=0.2, gt=0, le=1, description="One adult's width along the line, fraction of the shorter side",
     )
+    person_length: float = Field(
+        default=0.25, gt=0, le=1, description="One person's length along the walking direction as seen by the "
+        "camera (head to feet or to a walking frame), fraction of the shorter side",
+    )
     split_at: float = Field(default=1.45, ge=1.0, description="Blobs wider than this many person widths are split")
     max_split: int = Field(default=4, ge=1, le=8)
 
@@ -195,6 +199,7 @@ class PeopleCounter:
         self._band_px = ln.band * short
         self._gate_px = c.tracker.gate * short
         self._person_px = c.blobs.person_width * short
+        self._length_px = c.blobs.person_length * short
         self._min_area_px = c.blobs.min_area * c.width * c.height
         o = _odd(c.blobs.open * short)
         self._open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (o, o))
@@ -335,30 +340,29 @@ class PeopleCounter:
             extent = abs(w * ux) + abs(h * uy)
             depth = abs(w * uy) + abs(h * ux)  # extent along the walking direction
             wide = extent >= b.split_at * self._person_px
-            long = depth >= b.split_at * self._person_px
+            long = depth >= b.split_at * self._length_px
             k = min(b.max_split, max(2, round(extent / self._person_px))) if wide else 1
+            k_depth = min(b.max_split, max(2, round(depth / self._length_px))) if long else 1
             # Only a blob too big for one person may be shared out between tracks; otherwise two
             # tracks on one person would keep each other alive.
             inside = [(px, py) for px, py in preds if x <= px < x + w and y <= py < y + h] if wide or long else []
-            if len(inside) < 2 and k == 1:
+            if len(inside) < 2 and k == 1 and k_depth == 1:
                 out.append(Detection(float(cents[i][0]), float(cents[i][1]), area, box))
                 continue
             ys, xs = np.nonzero(labels[y:y + h, x:x + w] == i)
             xs = xs + x
             ys = ys + y
-            k_depth = round(depth / self._person_px)
-            if max(2, k) <= len(inside) <= max(k, k_depth):
+            if 2 <= len(inside) <= k * k_depth:
                 # People who were apart and have merged: give each pixel to the nearest track.
                 centres = np.array(inside, np.float32)
                 d2 = (xs[:, None] - centres[None, :, 0]) ** 2 + (ys[:, None] - centres[None, :, 1]) ** 2
                 part = np.argmin(d2, axis=1)
                 parts = len(inside)
             else:
-                # People who arrived together: cut the blob into equal strips along the line.
-                proj = xs * ux + ys * uy
-                edges = np.linspace(float(proj.min()), float(proj.max()) + 1e-6, k + 1)
-                part = np.clip(np.searchsorted(edges, proj, side="right") - 1, 0, k - 1)
-                parts = k
+                # People who arrived together: cut the blob into a grid of person-sized cells, across
+                # the line for people side by side and along it for a queue walking nose to tail.
+                part = _strips(xs * ux + ys * uy, k) * k_depth + _strips(xs * uy - ys * ux, k_depth)
+                parts = k * k_depth
             for j in range(parts):
                 sel = part == j
                 cnt = int(sel.sum())
@@ -430,6 +434,14 @@ class PeopleCounter:
         self.exits += 1
         tr.counted -= 1
         return Crossing(t, Direction.OUT, tr.id)
+
+
+def _strips(proj: np.ndarray, k: int) -> np.ndarray:
+    """Index (0..k-1) of the equal-width strip each projected pixel falls in."""
+    if k == 1:
+        return np.zeros(proj.shape, np.intp)
+    edges = np.linspace(float(proj.min()), float(proj.max()) + 1e-6, k + 1)
+    return np.clip(np.searchsorted(edges, proj, side="right") - 1, 0, k - 1)
 
 
 def _odd(px: float) -> int:

@@ -430,11 +430,73 @@ def busy(seed: int = 8) -> Scenario:
 SCENARIOS = (single_file, side_by_side, turn_back, lingering, slow_walkers, lighting, noise_shadows, busy)
 
 
-def standard_set(seeds: Sequence[int] = (0,)) -> list[Scenario]:
+# ---- stress scenes: beyond what the counter is tuned for, reported apart to show where it breaks -----
+
+
+def three_abreast(seed: int = 11) -> Scenario:
+    c = _Cast(np.random.default_rng(seed))
+    t = 1.5
+    for direction in (+1, +1, -1, +1):
+        looks = [c.looks() for _ in range(3)]
+        sep = 0.154 * sum(lk["scale"] for lk in looks) / 3 + float(c.rng.uniform(0.0, 0.015))
+        drift = float(c.rng.uniform(-0.03, 0.03))
+        for k, lk in enumerate(looks):
+            c.walk(t, 0.5 + (k - 1) * sep, direction, drift=drift, **lk)
+        t += float(c.rng.uniform(4.0, 4.6))
+    return Scenario("three_abreast", "families of three, shoulder to shoulder", tuple(c.people), t + 4.0,
+                    seed=seed)
+
+
+def tailgating(seed: int = 12) -> Scenario:
+    c = _Cast(np.random.default_rng(seed))
+    t = 1.5
+    for _ in range(15):
+        c.walk(t, float(c.rng.uniform(0.42, 0.58)), +1)
+        t += float(c.rng.uniform(0.5, 0.8))  # nose to tail: the queue at the serving hatch
+    return Scenario("tailgating", "a queue walking in nose to tail", tuple(c.people), t + 5.0, seed=seed)
+
+
+def dim_and_noisy(seed: int = 13) -> Scenario:
+    c = _Cast(np.random.default_rng(seed))
+    t = 1.5
+    for direction in (+1, -1, +1, +1, -1, +1):
+        c.walk(t, float(c.rng.uniform(0.35, 0.65)), direction)
+        t += float(c.rng.uniform(2.0, 2.6))
+    return Scenario("dim_and_noisy", "an unlit winter evening: half the light, heavy sensor noise",
+                    tuple(c.people), t + 4.0, noise_sigma=12.0, lighting=((0.0, 0.5),), seed=seed)
+
+
+def crossing_flows(seed: int = 14) -> Scenario:
+    c = _Cast(np.random.default_rng(seed))
+    t = 1.5
+    for _ in range(5):
+        gap = 0.16 + float(c.rng.uniform(0.0, 0.04))  # passing each other with a hand's width to spare
+        c.walk(t, 0.5 - gap / 2, +1, drift=0.0)
+        c.walk(t + float(c.rng.uniform(-0.3, 0.3)), 0.5 + gap / 2, -1, drift=0.0)
+        t += float(c.rng.uniform(3.0, 3.6))
+    return Scenario("crossing_flows", "people going in and out passing each other closely", tuple(c.people),
+                    t + 4.0, seed=seed)
+
+
+def small_children(seed: int = 15) -> Scenario:
+    c = _Cast(np.random.default_rng(seed))
+    t = 1.5
+    for _ in range(4):
+        c.walk(t, 0.42, +1, drift=0.0)
+        c.walk(t + 0.2, 0.56, +1, drift=0.0, scale=0.6)  # a grandchild holding hands
+        t += float(c.rng.uniform(3.5, 4.0))
+    return Scenario("small_children", "grandparents walking in with a small child at their side",
+                    tuple(c.people), t + 4.0, seed=seed)
+
+
+STRESS = (three_abreast, tailgating, dim_and_noisy, crossing_flows, small_children)
+
+
+def standard_set(seeds: Sequence[int] = (0,), makers: Sequence[Any] = SCENARIOS) -> list[Scenario]:
     """Return every scenario once per seed offset (offset 0 is the canonical scene)."""
     out = []
     for off in seeds:
-        for make in SCENARIOS:
+        for make in makers:
             sc = make()
             if off:
                 sc = make(seed=sc.seed + 100 * off)

@@ -164,3 +164,22 @@ def test_other_builtin_detectors_load_without_downloads():
     for det in ("haar_face", "haar_upperbody", "hog_people"):
         hc = HeadCounter(HeadCountConfig(detector=det, width=320, height=240))
         assert hc.count(empty) == 0
+
+
+def _blobs(*rects: tuple[int, int, int, int]) -> np.ndarray:
+    mask = np.zeros((240, 320), np.uint8)
+    for x, y, w, h in rects:
+        mask[y:y + h, x:x + w] = 255
+    return mask
+
+
+def test_blob_splitting_follows_person_size_across_and_along_the_line():
+    counter = PeopleCounter(CounterConfig())  # 320x240: a person is 48 px wide and at most 60 px long
+    one = counter._detect(_blobs((100, 100, 46, 56)), 0.0)
+    pair = counter._detect(_blobs((100, 100, 96, 50)), 0.0)  # two abreast, merged
+    queue = counter._detect(_blobs((100, 60, 46, 120)), 0.0)  # two nose to tail, merged
+    assert len(one) == 1
+    assert len(pair) == 2 and abs(pair[0].y - pair[1].y) < 1 and abs(pair[0].x - pair[1].x) > 40
+    assert len(queue) == 2 and abs(queue[0].x - queue[1].x) < 1 and abs(queue[0].y - queue[1].y) > 50
+    small = counter._detect(_blobs((10, 10, 8, 8)), 0.0)  # below min_area: noise
+    assert small == []
