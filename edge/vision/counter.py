@@ -1,19 +1,30 @@
 """Pure people counting: frames and their times in, line crossings and head counts out.
 
-Entrance mode (PeopleCounter): each frame is scaled to the processing resolution, its global
-brightness is matched to the background model (lights switched on, clouds), a MOG2 or KNN background
-subtractor marks moving pixels (shadows dropped), morphology cleans the mask, connected components
-become blobs, blobs wider than one person along the line are split, and a centroid tracker with
-gating follows them. A track counts when its committed side of the line changes: it commits to a side
-only once it is more than `band` from the line, so shuffling on the sill or stepping onto it and
-turning back counts nothing.
+Entrance mode (PeopleCounter), per frame:
+  1. scale to the processing resolution, blur a little (sensor noise);
+  2. match global brightness to the background model (lights switched on, clouds passing) by the
+     median ratio over a sparse grid, so people (a minority of pixels) do not skew it;
+  3. MOG2 (or KNN) subtraction, learning fast for `warmup_s` then at 1/history, so someone standing
+     on the sill fades only after about history/10 frames; a frame that is mostly foreground anyway
+     relearns the background instead of producing a crowd;
+  4. "shadow" pixels only faintly darker than the floor are kept as foreground (grey clothes on a
+     grey floor); clearly darker ones are cast shadows and dropped;
+  5. opening, then a closing kernel elongated along the walking direction (joins head, torso and
+     legs without joining people side by side), connected components;
+  6. a blob too big for one person is shared out between the tracks predicted inside it (people who
+     merged), or else cut into person-sized cells across and along the line (people who came in
+     together, abreast or nose to tail);
+  7. greedy centroid association with gating around constant-velocity predictions; a track unseen
+     for `max_missed_s`, or last seen at the frame edge heading out, is dropped.
+A track counts when its committed side of the line changes; it commits to a side only once it is
+more than `band` from the line, so shuffling on the sill, or stepping onto it and turning back,
+counts nothing. All sizes are fractions of the frame, so the processing resolution is free.
 
 Seated mode (HeadCounter): a detector that ships inside OpenCV (a Haar cascade from cv2.data or the
-HOG people detector) counts faces/people in a few frames; the snapshot is their median.
+HOG people detector) counts faces or people; a snapshot is the median over a few frames.
 
 Nothing here reads a camera, a clock or a file: the capture loop feeds it.
 """
-
 from __future__ import annotations
 
 import math
