@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from fastapi import Depends, FastAPI
 
 from server import health
+from server.alerts.router import ack_router as alert_ack_router
+from server.alerts.router import router as alerts_router
 from server.auth.deps import guard_points
 from server.auth.router import router as auth_router
 from server.checkins.router import router as checkins_router
@@ -25,8 +27,8 @@ log = logging.getLogger(__name__)
 
 # Open: health (for probes) and auth (to log in). Everything else is behind the place guard: routes
 # with {point_id} answer only inside the caller's scope; list routes named here filter by scope.
-OPEN_ROUTERS = (health.router, auth_router)
-GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router, safety_router)
+OPEN_ROUTERS = (health.router, auth_router, alert_ack_router)
+GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router, safety_router, alerts_router)
 SCOPE_AWARE_ROUTES = frozenset({"list_points"})
 
 

@@ -153,6 +153,26 @@ class AlertBook:
             else:
                 self._last_resolved[a.key] = a.id
 
+    def put(self, alert: Alert) -> None:
+        """Take a stored alert as it is now (after a restart, or after another process changed it)."""
+        old = self._by_id.get(alert.id)
+        if old is not None and self._active.get(old.key) is old:
+            del self._active[old.key]
+        current = self._active.get(alert.key)
+        if current is not None and current.id != alert.id and alert.state != AlertState.RESOLVED:
+            del self._by_id[current.id]  # a newer row for the same condition replaces ours
+        self._by_id[alert.id] = alert
+        if alert.state != AlertState.RESOLVED:
+            self._active[alert.key] = alert
+        else:
+            self._last_resolved[alert.key] = alert.id
+
+    def forget(self, alert_id: str) -> None:
+        """Drop an alert that was never stored (its insert lost a race to another process)."""
+        a = self._by_id.pop(alert_id, None)
+        if a is not None and self._active.get(a.key) is a:
+            del self._active[a.key]
+
     # -- queries ----------------------------------------------------------------------------------
 
     def get(self, alert_id: str) -> Alert:

@@ -586,6 +586,16 @@ class RuleEngine:
             out.append(self._live(point, device, d, at, "device:stale", False, "设备恢复上报"))
         return out
 
+    def seed_device(
+        self, point: str, device: str, *, role: str | None, state: DeviceState | None, heartbeat_s: float | None,
+        last_seen: datetime | None,
+    ) -> None:
+        """Remember a device known from storage (after a restart) without raising or clearing anything."""
+        d = self._device(point, device)
+        d.role, d.state, d.heartbeat_s = role, state, heartbeat_s
+        if last_seen is not None and (d.last_seen is None or last_seen > d.last_seen):
+            d.last_seen = last_seen
+
     def on_status(self, status: DeviceStatus, received_at: datetime) -> list[Observation]:
         """A retained status or last will: `offline` raises at once, `online` clears."""
         d = self._device(status.point, status.device)
