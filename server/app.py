@@ -18,6 +18,8 @@ from server.auth.router import router as auth_router
 from server.checkins.router import router as checkins_router
 from server.db.pool import make_pool
 from server.errors import ConfigError
+from server.ledger.router import SCOPE_AWARE_ROUTES as LEDGER_SCOPE_AWARE_ROUTES
+from server.ledger.router import router as ledger_router
 from server.registry.router import router as registry_router
 from server.safety.router import router as safety_router
 from server.settings import Settings, load_settings
@@ -28,8 +30,9 @@ log = logging.getLogger(__name__)
 # Open: health (for probes) and auth (to log in). Everything else is behind the place guard: routes
 # with {point_id} answer only inside the caller's scope; list routes named here filter by scope.
 OPEN_ROUTERS = (health.router, auth_router, alert_ack_router)
-GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router, safety_router, alerts_router)
-SCOPE_AWARE_ROUTES = frozenset({"list_points"})
+GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router, safety_router, alerts_router,
+                   ledger_router)
+SCOPE_AWARE_ROUTES = frozenset({"list_points"}) | LEDGER_SCOPE_AWARE_ROUTES
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> FastAPI:
