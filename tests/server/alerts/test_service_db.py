@@ -19,7 +19,18 @@ from server.alerts.settings import AlertConfig
 from server.auth.scopes import Scope
 
 from .conftest import Stub
-from .dbkit import Providers, add_contacts, attempts_rows, db, event_kinds, feed, gas_reading, leak, minutes, place_point
+from .dbkit import (
+    Providers,
+    add_contacts,
+    attempts_rows,
+    db,
+    event_kinds,
+    feed,
+    gas_reading,
+    leak,
+    minutes,
+    place_point,
+)
 
 pytestmark = pytest.mark.integration
 
