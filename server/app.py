@@ -20,18 +20,20 @@ from server.db.pool import make_pool
 from server.errors import ConfigError
 from server.ledger.router import SCOPE_AWARE_ROUTES as LEDGER_SCOPE_AWARE_ROUTES
 from server.ledger.router import router as ledger_router
+from server.registry.elders_router import router as elders_router
 from server.registry.router import router as registry_router
 from server.safety.router import router as safety_router
 from server.settings import Settings, load_settings
 from server.telemetry.router import router as telemetry_router
+from server.web.router import router as web_router
 
 log = logging.getLogger(__name__)
 
 # Open: health (for probes) and auth (to log in). Everything else is behind the place guard: routes
 # with {point_id} answer only inside the caller's scope; list routes named here filter by scope.
-OPEN_ROUTERS = (health.router, auth_router, alert_ack_router)
+OPEN_ROUTERS = (health.router, auth_router, alert_ack_router, web_router)
 GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router, safety_router, alerts_router,
-                   ledger_router)
+                   ledger_router, elders_router)
 SCOPE_AWARE_ROUTES = frozenset({"list_points"}) | LEDGER_SCOPE_AWARE_ROUTES
 
 
