@@ -57,9 +57,9 @@ def main(argv: list[str] | None = None, clock: Callable[[], datetime] = lambda: 
             if not repo.point_village(conn, args.point)[0]:
                 print(f"no meal point {args.point!r}", file=sys.stderr)
                 return 2
-            built = roster.build(conn, args.point, now, tz)
+            one = roster.build(conn, args.point, now, tz)
             conn.commit()
-            print(built.roster.to_bytes().decode())
+            print(one.roster.to_bytes().decode())
             return 0
         points = args.point or (repo.unpublished_points(conn) if args.pending else repo.all_points(conn))
         unknown = [p for p in points if not repo.point_village(conn, p)[0]]
