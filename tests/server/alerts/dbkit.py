@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -118,3 +118,16 @@ def event_kinds(dsn: str, alert_id: str) -> list[str]:
     with db(dsn) as conn:
         return [r[0] for r in conn.execute("SELECT kind FROM alert_events WHERE alert_id = %s ORDER BY time, id",
                                            (alert_id,)).fetchall()]
+
+
+def bearer_headers(dsn: str, role: str = "bureau_viewer", **binding: Any) -> dict[str, str]:
+    """Headers with a fresh integration token of this role and binding."""
+    from server.auth.schemas import TokenCreate
+    from server.auth.service import AuthService
+    from server.auth.settings import AuthSettings
+
+    spec = TokenCreate.model_validate({"name": f"tests-{role}", "role": role, **binding})
+    with db(dsn) as conn:
+        token = AuthService(AuthSettings()).create_token(conn, spec, "tests", datetime.now(UTC))
+        conn.commit()
+    return {"Authorization": f"Bearer {token.secret}"}

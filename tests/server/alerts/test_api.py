@@ -25,8 +25,7 @@ from server.alerts.settings import AlertConfig
 from server.app import create_app
 from server.settings import DbSettings, Settings
 
-from ..conftest import bearer_headers
-from .dbkit import add_contacts, db, feed, leak, place_point
+from .dbkit import add_contacts, bearer_headers, db, feed, leak, place_point
 
 pytestmark = pytest.mark.integration
 
@@ -197,6 +196,9 @@ def served(app: Any) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+    feed = app.state.alert_api.feed
+    if feed is not None:
+        feed.stop()
 
 
 def test_server_sent_events_carry_changes_written_by_another_process(tsdb_dsn: str, served: str,

@@ -163,8 +163,8 @@ def test_wobbling_reading_gives_one_alert_and_a_return_reopens_it(tsdb_dsn: str,
         # Below for longer than the hold: cleared, but a gas alarm waits for the on-site confirmation.
         feed(engine, conn, gas_reading(point["id"], minutes(T0, 10), 3.0, seq=10))
         engine.tick(conn, minutes(T0, 13))
-        alert, _ = repo.get_alert(conn, alert.id) or (None, 0)
-        assert alert is not None and not alert.active and alert.state == AlertState.OPEN
+        row = repo.get_alert(conn, alert.id)
+        assert row is not None and not row[0].active and row[0].state == AlertState.OPEN
         # It comes back before anyone resolved it: the same alert recurs.
         feed(engine, conn, gas_reading(point["id"], minutes(T0, 14), 30.0, seq=14))
         assert [a.id for a in _gas_alerts(conn, point["id"])] == [alert.id]
