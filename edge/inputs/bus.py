@@ -528,6 +528,8 @@ class SerialBusInput(Input):
             log.info("%s: device %s answers again", self.name, cfg.id)
             with self.hub.lock:
                 self.hub.engine.comm_restored(cfg.id)
+        # Close a finished period first: add() would otherwise roll it over and its summaries be lost.
+        self._flush(emitter)
         for s in result.samples:
             if s.value is not None and s.role != "flag":
                 self.telemetry.add(cfg.id, s.channel, s.value, s.unit)

@@ -7,6 +7,7 @@ SerialBusInput with a real safety hub, time compressed.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -160,6 +161,7 @@ class RecordingEmitter:
 
     def __init__(self) -> None:
         self.events: list[tuple[Channel, str, dict[str, Any], Lane]] = []
+        self.telemetry_ends: list[Any] = []
         self._lock = threading.Lock()
 
     def emit(self, channel: Channel, device_id: str, body: dict[str, Any], *, lane: Lane = Lane.NORMAL,
@@ -167,6 +169,8 @@ class RecordingEmitter:
         EVENT_MODELS[channel](point="p1", device=device_id, seq=0, ts=ts, clock_synced=True, **body)
         with self._lock:
             self.events.append((channel, device_id, body, lane))
+            if channel == Channel.TELEMETRY:
+                self.telemetry_ends.append(ts)
             return len(self.events)
 
     def safety(self, device: str) -> list[dict[str, Any]]:
@@ -275,7 +279,7 @@ def test_undervoltage_on_a_dlt645_meter_warns(tmp_path: Any) -> None:
             Dlt645DeviceConfig(id="meter1", address="123456789012", interval_s=0.2, timeout_s=0.5,
                                data_ids=["02010100", "02020100"])])
         bus = SerialBusInput(cfg, hub=h)
-        with Played("undervoltage", sim, bus, speed=60) as played:  # sag from 2 s to 12 s
+        with Played("undervoltage", sim, bus, speed=120) as played:  # sag from 1 s to 6 s
             wait_for(lambda: played.emitter.safety("meter1"), timeout=10, what="undervoltage warning")
             wait_for(lambda: len(played.emitter.safety("meter1")) >= 2, timeout=15, what="voltage back")
     warn, back = played.emitter.safety("meter1")[:2]
@@ -288,3 +292,22 @@ def test_modbus_simulator_cli_refuses_a_scenario_for_the_other_protocol() -> Non
         modbus_main(["--scenario", "undervoltage"])
     with pytest.raises(SystemExit, match="give --device or --scenario"):
         modbus_main([])
+
+
+@pytest.mark.parametrize("scenario_line", ["slow_leak"], indirect=True)
+def test_no_summary_period_is_lost_when_polls_outpace_periods(scenario_line: ModbusBusSimulator) -> None:
+    # Regression: a sample arriving after a period boundary used to roll the period over and drop
+    # its summaries (TelemetryAggregator.add() returned them; the bus ignored them).
+    cfg = SerialBusConfig(port=scenario_line.path, summary_period_s=1, devices=[
+        ModbusDeviceConfig(id="gas1", unit=1, profile="gas_generic", interval_s=0.2, timeout_s=0.3)])
+    h, _ = hub()
+    with Played("slow_leak", scenario_line, SerialBusInput(cfg, hub=h), speed=600) as played:
+        wait_for(lambda: len(played.emitter.readings("gas1", "lel")) >= 4, timeout=10, what="4 summaries")
+    lel = played.emitter.readings("gas1", "lel")
+    ends = list(played.emitter.telemetry_ends)
+    assert len(ends) == len(lel)
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(ends)] == [1.0] * (len(ends) - 1)
+    assert all(r["n"] >= 3 for r in lel[1:]), lel  # 5 polls a second; the first period may be partial
+    # The leak rises 10 %LEL a wall second at speed 600: each summary's mean is above the one before.
+    means = [r["mean"] for r in lel]
+    assert means == sorted(means) and means[-1] > means[0]
