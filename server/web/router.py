@@ -1,0 +1,233 @@
+"""The web UI: server-rendered pages (Jinja2 + htmx), Chinese first, for signed-in users only.
+
+This router is open (no place guard) so the login page and the vendored assets load without a
+session; every other page takes the session itself and redirects to /login without one, and reads
+only inside the caller's scope (a point outside it is "not found", as in the API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import psycopg
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
+from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+
+from server.alerts import repository as alerts_repository
+from server.alerts.router import alert_api
+from server.alerts.sse import KEEPALIVE_SECONDS, format_event
+from server.auth import repository as auth_repository
+from server.auth.deps import OptionalPrincipal, auth_service, auth_settings, now, optional_principal
+from server.auth.scopes import Principal, Role, scope_for
+from server.db.pool import connection
+from server.registry.service import RegistryService
+from server.safety import service as safety_service
+
+from . import service
+from .i18n import LANG_COOKIE, LANG_QUERY, Lang, pick_lang, translator
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+STATIC_MAX_AGE_S = 86400
+LANG_COOKIE_MAX_AGE_S = 365 * 86400
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+Conn = Annotated[psycopg.Connection[Any], Depends(connection)]
+
+
+def lang_of(request: Request) -> Lang:
+    return pick_lang(request.query_params.get(LANG_QUERY), request.cookies.get(LANG_COOKIE))
+
+
+def signed_in(request: Request, principal: OptionalPrincipal) -> Principal:
+    """The session's user; without one, a redirect to the login page that comes back here."""
+    if principal is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise HTTPException(303, "sign in first", headers={"Location": f"/login?next={quote(target, safe='')}"})
+    return principal
+
+
+User = Annotated[Principal, Depends(signed_in)]
+
+
+def _tz(request: Request) -> ZoneInfo:
+    return ZoneInfo(request.app.state.settings.api.timezone)
+
+
+def _cache(request: Request) -> service.CountCache:
+    state = request.app.state
+    cache = getattr(state, "web_counts", None)
+    if not isinstance(cache, service.CountCache):
+        cache = service.CountCache()
+        state.web_counts = cache
+    return cache
+
+
+def _local(value: datetime | None, tz: ZoneInfo, fmt: str = "%m-%d %H:%M") -> str:
+    return "" if value is None else value.astimezone(tz).strftime(fmt)
+
+
+def render(request: Request, name: str, context: dict[str, Any], principal: Principal | None = None,
+           status_code: int = 200) -> HTMLResponse:
+    """A page in the caller's language; `?lang=` also sets the language cookie."""
+    lang = lang_of(request)
+    tz = _tz(request)
+    ctx: dict[str, Any] = {
+        "t": translator(lang), "lang": lang.value, "other_lang": "en" if lang is Lang.ZH else "zh",
+        "user": principal, "csrf_token": principal.csrf_token if principal else None,
+        "csrf_header": auth_settings(request).csrf_header,
+        "local": lambda v, fmt="%m-%d %H:%M": _local(v, tz, fmt), "path": request.url.path, **context,
+    }
+    if principal is not None:
+        ctx["user_label"] = principal.display_name or principal.name
+        ctx["role_key"] = f"role.{Role(principal.role).value}"
+    response = templates.TemplateResponse(request, name, ctx, status_code=status_code)
+    if request.query_params.get(LANG_QUERY) == lang.value:
+        response.set_cookie(LANG_COOKIE, lang.value, max_age=LANG_COOKIE_MAX_AGE_S, path="/", samesite="lax")
+    return response
+
+
+# ---- open: login and assets ---------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> HTMLResponse:
+    # Only same-site paths: an absolute URL here would make the login page an open redirect.
+    safe_next = next if next.startswith("/") and not next.startswith("//") else "/"
+    return render(request, "login.html", {"next": safe_next})
+
+
+@router.get("/static/{path:path}")
+def static(path: str) -> Response:
+    """A file under static/ (never outside it), cached by the browser for a day."""
+    target = (STATIC_DIR / path).resolve()
+    if not target.is_file() or not target.is_relative_to(STATIC_DIR):
+        raise HTTPException(404, "not found")
+    media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    return FileResponse(target, media_type=media_type,
+                        headers={"Cache-Control": f"public, max-age={STATIC_MAX_AGE_S}"})
+
+
+# ---- pages --------------------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview_page(request: Request, conn: Conn, user: User) -> HTMLResponse:
+    api = request.app.state.settings.api
+    data = service.overview(conn, _cache(request), scope_for(user), now(request), _tz(request),
+                            api.online_heartbeats, api.default_heartbeat_s)
+    return render(request, "overview.html", {"o": data, "nav": "overview", "county": scope_for(user).county,
+                                             "freshness_s": int(service.TODAY_TTL_S)}, user)
+
+
+@router.get("/points/{point_id}", response_class=HTMLResponse)
+def point_page(point_id: str, request: Request, conn: Conn, user: User) -> HTMLResponse:
+    place = auth_repository.point_place(conn, point_id)
+    if place is None or not scope_for(user).allows(place):
+        raise HTTPException(404, f"no meal point {point_id!r}")
+    points = service.repository.points(conn, scope_for(user))
+    point = next(p for p in points if p["id"] == point_id)
+    at = now(request)
+    api = request.app.state.settings.api
+    page = service.point_page(conn, point, at, _tz(request))
+    devices = RegistryService(api.online_heartbeats, api.default_heartbeat_s).devices(conn, point_id, at)
+    safety = safety_service.state(conn, point_id, at, api.latest_lookback_hours)
+    return render(request, "point.html", {"p": page, "devices": devices, "safety": safety, "nav": "overview"},
+                  user)
+
+
+# ---- alerts -------------------------------------------------------------------------------------------
+
+ACTING_ROLES = frozenset({Role.BUREAU_ADMIN, Role.TOWNSHIP_OFFICER, Role.VILLAGE_OFFICER, Role.CAREGIVER})
+ALERT_STATES = ("open", "acknowledged", "resolved")
+ALERT_HAZARDS = ("gas", "electric", "device", "diners", "other")
+ALERT_SEVERITIES = ("info", "warning", "alarm", "critical")
+ALERTS_SHOWN = 200
+
+
+def _alert_filter(state: str | None, hazard: str | None, severity: str | None, point: str | None
+                  ) -> alerts_repository.AlertFilter:
+    states: tuple[str, ...] = ("open", "acknowledged") if not state else ((state,) if state in ALERT_STATES else ())
+    return alerts_repository.AlertFilter(
+        point_id=point or None, states=states,
+        hazard=hazard if hazard in ALERT_HAZARDS else None,
+        min_severity=severity if severity in ALERT_SEVERITIES else None, limit=ALERTS_SHOWN)
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts_page(
+    request: Request, conn: Conn, user: User,
+    state: Annotated[str | None, Query(max_length=20)] = None,
+    hazard: Annotated[str | None, Query(max_length=20)] = None,
+    severity: Annotated[str | None, Query(max_length=20)] = None,
+    point: Annotated[str | None, Query(max_length=64)] = None,
+) -> HTMLResponse:
+    scope = scope_for(user)
+    rows = alerts_repository.list_alerts(conn, _alert_filter(state, hazard, severity, point), scope)
+    names = {p["id"]: p["name"] or p["id"] for p in service.repository.points(conn, scope)}
+    alerts = [{"a": a, "version": v, "point_name": names.get(a.key.point, a.key.point)} for a, v in rows]
+    return render(request, "alerts.html", {
+        "alerts": alerts, "nav": "alerts", "can_act": user.role in ACTING_ROLES,
+        "f": {"state": state or "", "hazard": hazard or "", "severity": severity or "", "point": point or ""},
+        "states": ALERT_STATES, "hazards": ALERT_HAZARDS, "severities": ALERT_SEVERITIES,
+        "points": sorted(names.items(), key=lambda kv: kv[1])}, user)
+
+
+@router.get("/alerts/{point_id}/{alert_id}/timeline", response_class=HTMLResponse)
+def alert_timeline(point_id: str, alert_id: str, request: Request, conn: Conn, user: User) -> HTMLResponse:
+    place = auth_repository.point_place(conn, point_id)
+    found = alerts_repository.get_alert(conn, alert_id)
+    if place is None or not scope_for(user).allows(place) or found is None or found[0].key.point != point_id:
+        raise HTTPException(404, "no such alert")
+    return render(request, "_timeline.html", {"events": alerts_repository.timeline(conn, alert_id),
+                                              "alert": found[0]}, user)
+
+
+@router.get("/events/alerts")
+async def alert_events(request: Request) -> StreamingResponse:
+    """Server-sent events of alert changes in the caller's scope (the alerts API's live feed).
+
+    The session is checked with a connection held only for that: a stream may stay open for hours.
+    """
+    def who() -> tuple[Principal | None, list[str] | None]:
+        with request.app.state.pool.connection() as conn:
+            principal = optional_principal(request, conn, auth_service(request))
+            if principal is None:
+                return None, None
+            scope = scope_for(principal)
+            points = None if scope.county else [p["id"] for p in service.repository.points(conn, scope)]
+            conn.commit()
+            return principal, points
+
+    principal, points = await run_in_threadpool(who)
+    if principal is None:
+        raise HTTPException(401, "not signed in")
+    feed = alert_api(request).live_feed()
+
+    async def stream() -> AsyncIterator[str]:
+        sub = feed.subscribe(points)
+        try:
+            await asyncio.to_thread(feed.listening.wait, 5.0)
+            yield ": connected\n\n"
+            while not await request.is_disconnected():
+                try:
+                    seq, kind, data = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield format_event(seq, kind, data)
+        finally:
+            feed.unsubscribe(sub)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,165 @@
+// Yangyi dashboards: sign-in, sign-out, unsafe requests with the CSRF header, ECharts charts.
+"use strict";
+
+function csrfHeaders() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? { [meta.dataset.header]: meta.content } : {};
+}
+
+// JSON POST/PATCH to the API with the session cookie and the CSRF header; throws on HTTP errors.
+async function api(method, url, body) {
+  const res = await fetch(url, {
+    method, credentials: "same-origin",
+    headers: Object.assign({ "Content-Type": "application/json", "Accept": "application/json" }, csrfHeaders()),
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) {
+    let detail = res.statusText;
+    try { detail = (await res.json()).detail || detail; } catch (e) { /* not JSON */ }
+    const err = new Error(typeof detail === "string" ? detail : JSON.stringify(detail));
+    err.status = res.status;
+    throw err;
+  }
+  return res.status === 204 ? null : res.json();
+}
+window.yangyiApi = api;
+
+function setupLogin() {
+  const form = document.getElementById("login-form");
+  if (!form) return;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const box = document.getElementById("login-error");
+    box.hidden = true;
+    const data = new FormData(form);
+    try {
+      await api("POST", "/api/v1/auth/login", { username: data.get("username"), password: data.get("password") });
+      window.location.assign(form.dataset.next || "/");
+    } catch (err) {
+      box.textContent = form.dataset["msg-" + err.status] || form.getAttribute("data-msg-" + err.status)
+        || form.dataset.msgOther || err.message;
+      box.hidden = false;
+    }
+  });
+}
+
+function setupLogout() {
+  const btn = document.getElementById("logout");
+  if (!btn) return;
+  btn.addEventListener("click", async () => {
+    try { await api("POST", "/api/v1/auth/logout"); } finally { window.location.assign("/login"); }
+  });
+}
+
+function chartOf(el) {
+  return echarts.getInstanceByDom(el) || echarts.init(el, null, { renderer: "canvas" });
+}
+
+function drawCameraChart() {
+  const el = document.getElementById("camera-chart");
+  const data = document.getElementById("camera-data");
+  if (!el || !data || !window.echarts) return;
+  const d = JSON.parse(data.textContent);
+  const series = [{ name: d.names.cards, type: "bar", data: d.cards }];
+  if (d.camera) series.push({ name: d.names.camera, type: "bar", data: d.camera });
+  chartOf(el).setOption({
+    animation: false, tooltip: { trigger: "axis" }, legend: { top: 0 },
+    grid: { left: 36, right: 12, top: 30, bottom: 24 },
+    xAxis: { type: "category", data: d.hours }, yAxis: { type: "value", minInterval: 1 }, series,
+  });
+}
+
+const LEVEL_COLOURS = { warn: "#e0a100", alarm: "#d64545", alarm2: "#8e1b1b" };
+
+// One sensor channel over 24 h: mean line, min-max band, thresholds drawn as dashed lines.
+async function drawSensor(fig) {
+  const res = await fetch(fig.dataset.url, { credentials: "same-origin" });
+  if (!res.ok) return;
+  const s = await res.json();
+  const times = s.points.map((p) => p.time);
+  const lines = s.thresholds.map((th) => ({
+    yAxis: th.value, name: (th.level || th.name || "") + " " + th.value,
+    lineStyle: { type: "dashed", color: LEVEL_COLOURS[th.level] || "#888" },
+    label: { formatter: fig.dataset.thresholdLabel + " " + th.value + (s.unit ? " " + s.unit : ""), position: "insideEndTop" },
+  }));
+  const max = Math.max(...s.points.map((p) => p.max), ...s.thresholds.map((t) => t.value * 1.1), 0);
+  chartOf(fig.querySelector(".chart")).setOption({
+    animation: false, tooltip: { trigger: "axis" },
+    grid: { left: 44, right: 16, top: 16, bottom: 24 },
+    xAxis: { type: "time" }, yAxis: { type: "value", name: s.unit || "", max: Math.ceil(max) || null },
+    series: [
+      { name: "max", type: "line", data: s.points.map((p) => [p.time, p.max]), showSymbol: false, lineStyle: { opacity: 0.3 } },
+      { name: "mean", type: "line", data: s.points.map((p) => [p.time, p.mean]), showSymbol: false,
+        markLine: { symbol: "none", silent: true, data: lines } },
+      { name: "min", type: "line", data: s.points.map((p) => [p.time, p.min]), showSymbol: false, lineStyle: { opacity: 0.3 } },
+    ],
+  }, true);
+  fig.dataset.drawn = String(times.length);
+  fig.dataset.thresholds = String(s.thresholds.length);
+}
+
+const SENSOR_REFRESH_MS = 60000;
+
+function setupCharts() {
+  if (!window.echarts) return;
+  drawCameraChart();
+  const figs = Array.from(document.querySelectorAll("figure.sensor"));
+  const refresh = () => figs.forEach((f) => drawSensor(f).catch((e) => console.warn("chart", e)));
+  refresh();
+  if (figs.length) setInterval(refresh, SENSOR_REFRESH_MS);
+  window.addEventListener("resize", () => document.querySelectorAll(".chart").forEach((el) => {
+    const c = echarts.getInstanceByDom(el); if (c) c.resize();
+  }));
+}
+
+// ---- alerts: acknowledge, resolve, live updates over server-sent events --------------------------------
+
+function refreshAlerts(changedId) {
+  if (!document.getElementById("alerts-body") || !window.htmx) return Promise.resolve();
+  return htmx.ajax("GET", window.location.pathname + window.location.search,
+    { target: "#alerts-body", select: "#alerts-body", swap: "outerHTML" }).then(() => {
+    const el = changedId && document.getElementById("alert-" + changedId);
+    if (el) { el.classList.add("flash"); setTimeout(() => el.classList.remove("flash"), 1500); }
+  });
+}
+
+function showFailure(article, err) {
+  const box = article.querySelector("[data-failed]");
+  if (!box) return;
+  box.textContent = box.dataset.failed + ": " + err.message;
+  box.hidden = false;
+}
+
+function setupAlerts() {
+  if (!document.getElementById("alerts-body")) return;
+  document.addEventListener("click", async (ev) => {
+    const btn = ev.target.closest("button.ack");
+    if (!btn) return;
+    btn.disabled = true;
+    const article = btn.closest("article.alert");
+    try { await api("POST", btn.dataset.url, {}); await refreshAlerts(article.dataset.alert); }
+    catch (err) { btn.disabled = false; showFailure(article, err); }
+  });
+  document.addEventListener("submit", async (ev) => {
+    const form = ev.target.closest("form.resolve-form");
+    if (!form) return;
+    ev.preventDefault();
+    const article = form.closest("article.alert");
+    const data = new FormData(form);
+    try {
+      await api("POST", form.dataset.url, { note: data.get("note") || null, on_site: data.get("on_site") === "on" });
+      await refreshAlerts(article.dataset.alert);
+    } catch (err) { showFailure(article, err); }
+  });
+  const live = document.getElementById("live-state");
+  const source = new EventSource("/events/alerts");
+  source.onopen = () => { live.textContent = "● " + live.dataset.live; live.dataset.connected = "1"; };
+  source.onerror = () => { live.textContent = live.dataset.lost; live.dataset.connected = "0"; };
+  source.addEventListener("alert", (ev) => {
+    let id = null;
+    try { id = JSON.parse(ev.data).alert_id; } catch (e) { /* keep null */ }
+    refreshAlerts(id);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => { setupLogin(); setupLogout(); setupCharts(); setupAlerts(); });
