@@ -1,0 +1,7 @@
+"""Check-in tests reuse the registry's helpers (points in places, ID numbers, clients per role)."""
+
+from __future__ import annotations
+
+from ..registry.conftest import FakeClock, api_as, clock, make_point, resident_id
+
+__all__ = ["FakeClock", "api_as", "clock", "make_point", "resident_id"]
