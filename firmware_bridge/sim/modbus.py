@@ -182,14 +182,15 @@ class ModbusBusSimulator:
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         if not sending:
-            self._last_request_len = len(data)
+            self._last_request_len += len(data)  # a request may arrive in pieces
             return data
+        request_len, self._last_request_len = self._last_request_len, 0
         # pymodbus answers an unknown unit with an exception; a dead device says nothing.
         if data and data[0] in self._silent:
             return b""
         if self.wire_baud:
             # Blocking on purpose: the line is half duplex, nothing else may talk meanwhile.
-            time.sleep((self._last_request_len + len(data)) * 10 / self.wire_baud)
+            time.sleep((request_len + len(data)) * 10 / self.wire_baud)
         self.replies += 1
         noise = self.noise
         if noise is None or not data:
