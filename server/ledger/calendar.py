@@ -15,7 +15,7 @@ week belongs to exactly one month: a week from Monday 30 June to Sunday 6 July c
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 
@@ -39,6 +39,7 @@ class Area(StrEnum):
     OTHER = "other"
 
 
+KIND_ORDER = {kind: n for n, kind in enumerate(InspectionKind)}
 KIND_ZH = {InspectionKind.DAILY: "日检", InspectionKind.WEEKLY: "周检", InspectionKind.MONTHLY: "月巡查"}
 AREA_ZH = {Area.ELECTRICITY: "用电", Area.GAS: "燃气", Area.FOOD: "食品", Area.FIRE: "消防",
            Area.HYGIENE: "卫生", Area.OTHER: "其他"}
@@ -114,14 +115,14 @@ class ServiceCalendar:
         return False
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Missing:
     """A required inspection that was not recorded."""
 
     point_id: str
     kind: InspectionKind
     period_start: date
-    period_end: date = field(compare=False)  # exclusive
+    period_end: date  # exclusive
 
     @property
     def last_day(self) -> date:
@@ -151,5 +152,5 @@ def missing_inspections(
                 if (point.point_id, kind, first) in done or not calendar.any_service(point, first, stop):
                     continue
                 found.append(Missing(point.point_id, kind, first, stop))
-    found.sort()
+    found.sort(key=lambda m: (m.point_id, KIND_ORDER[m.kind], m.period_start))
     return found
