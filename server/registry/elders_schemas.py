@@ -45,6 +45,35 @@ def _check_id_number(value: str) -> str:
         raise ValueError(f"resident ID number: {exc}") from exc
 
 
+class CardIn(_In):
+    """A card as a reader or the card's print shows it; canonical ids (EM:…, UID:…) are accepted as is."""
+
+    card: str = Field(min_length=1, max_length=64)
+    format: Annotated[CardFormat | None, Field(strict=False)] = Field(
+        default=None, description="How `card` is printed; omit for a canonical id")
+    reversed: bool = False
+    em_high: int = Field(default=0, ge=0, le=0xFFFF)
+    at: Annotated[AwareDatetime | None, Field(strict=False)] = Field(
+        default=None, description="When the binding starts; now when absent")
+    note: str | None = Field(default=None, max_length=200)
+
+    def canonical(self) -> str:
+        """The canonical card id; raise ValueError when it does not parse (resident IDs are implicit)."""
+        text = self.card.strip()
+        try:
+            if self.format is None:
+                if text.startswith(cardid.EM_PREFIX):
+                    return cardid.normalise(text[len(cardid.EM_PREFIX):], CardIdSettings(CardFormat.EM_HEX))
+                if text.startswith(cardid.UID_PREFIX):
+                    return cardid.normalise(text[len(cardid.UID_PREFIX):], CardIdSettings(CardFormat.UID_HEX))
+                raise ValueError("give `format` (em_hex, em_dec, em_w26, uid_hex, uid_dec) or a canonical id")
+            if self.format is CardFormat.RESIDENT_ID:
+                raise ValueError("resident ID cards need no binding: the elder's ID number is their card")
+            return cardid.normalise(text, CardIdSettings(self.format, self.reversed, self.em_high))
+        except CardIdError as exc:
+            raise ValueError(str(exc)) from exc
+
+
 class CategoryIn(_In):
     category: Annotated[Category, Field(strict=False)]
     evidence: str = Field(min_length=1, max_length=200, description="证明材料: document number or description")
@@ -76,6 +105,7 @@ class ElderCreate(_In):
     village_id: int | None = Field(default=None, description="Defaults to the meal point's village")
     note: str | None = Field(default=None, max_length=500)
     categories: list[CategoryIn] = Field(default_factory=list, max_length=20)
+    card: CardIn | None = Field(default=None, description="A card to bind at once")
 
     _id_number = field_validator("id_number")(_check_id_number)
 
@@ -117,35 +147,6 @@ class ElderUpdate(_In):
         if "name" in self.model_fields_set and (self.name is None or not self.name.strip()):
             raise ValueError("name must not be blank")
         return self
-
-
-class CardIn(_In):
-    """A card as a reader or the card's print shows it; canonical ids (EM:…, UID:…) are accepted as is."""
-
-    card: str = Field(min_length=1, max_length=64)
-    format: Annotated[CardFormat | None, Field(strict=False)] = Field(
-        default=None, description="How `card` is printed; omit for a canonical id")
-    reversed: bool = False
-    em_high: int = Field(default=0, ge=0, le=0xFFFF)
-    at: Annotated[AwareDatetime | None, Field(strict=False)] = Field(
-        default=None, description="When the binding starts; now when absent")
-    note: str | None = Field(default=None, max_length=200)
-
-    def canonical(self) -> str:
-        """The canonical card id; raise ValueError when it does not parse (resident IDs are implicit)."""
-        text = self.card.strip()
-        try:
-            if self.format is None:
-                if text.startswith(cardid.EM_PREFIX):
-                    return cardid.normalise(text[len(cardid.EM_PREFIX):], CardIdSettings(CardFormat.EM_HEX))
-                if text.startswith(cardid.UID_PREFIX):
-                    return cardid.normalise(text[len(cardid.UID_PREFIX):], CardIdSettings(CardFormat.UID_HEX))
-                raise ValueError("give `format` (em_hex, em_dec, em_w26, uid_hex, uid_dec) or a canonical id")
-            if self.format is CardFormat.RESIDENT_ID:
-                raise ValueError("resident ID cards need no binding: the elder's ID number is their card")
-            return cardid.normalise(text, CardIdSettings(self.format, self.reversed, self.em_high))
-        except CardIdError as exc:
-            raise ValueError(str(exc)) from exc
 
 
 class CardEvent(_In):

@@ -149,6 +149,8 @@ class EldersService:
         elder_id = repo.insert_elder(conn, fields)
         for c in spec.categories:
             repo.insert_category(conn, elder_id, c.category.value, c.evidence.strip(), c.valid_from, c.valid_to)
+        if spec.card is not None:
+            self._bind(conn, elder_id, self._canonical(spec.card), spec.card.at or now, spec.card.note)
         return Change(elder_id, self._rosters(conn, repo.points_of_elders(conn, [elder_id]), now))
 
     def update(self, conn: psycopg.Connection[Any], elder_id: str, spec: ElderUpdate, point_id: str | None,

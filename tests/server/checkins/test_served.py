@@ -107,17 +107,17 @@ def test_unknown_cards_list_until_registered(api_as, clock, point, tsdb_dsn):
     taps = Taps(tsdb_dsn, point)
     taps.tap(at(11, 0), "EM:0000000B01", "lunch", "unknown_card")
     taps.tap(at(12, 0), "EM:0000000B01", "lunch", "unknown_card")
-    taps.tap(at(11, 30), "UID:04A1B2C3", "lunch", "unknown_card")
+    taps.tap(at(11, 30), "UID:04A1B2C5", "lunch", "unknown_card")
     rows = admin.get(f"/api/v1/points/{point}/unknown-cards").json()
     assert [(r["card_id"], r["taps"], r["devices"]) for r in rows] == [
-        ("EM:0000000B01", 2, ["reader1"]), ("UID:04A1B2C3", 1, ["reader1"])]
+        ("EM:0000000B01", 2, ["reader1"]), ("UID:04A1B2C5", 1, ["reader1"])]
     assert rows[0]["first_seen"] < rows[0]["last_seen"]
     county = admin.get("/api/v1/cards/unknown", params={"from": "2026-06-01", "to": "2026-06-03"}).json()
-    assert {(r["point_id"], r["card_id"]) for r in county} >= {(point, "EM:0000000B01"), (point, "UID:04A1B2C3")}
+    assert {(r["point_id"], r["card_id"]) for r in county} >= {(point, "EM:0000000B01"), (point, "UID:04A1B2C5")}
     e = elder(admin, point)
     bind(admin, point, e["id"], "EM:0000000B01")
     rows = admin.get(f"/api/v1/points/{point}/unknown-cards").json()
-    assert [r["card_id"] for r in rows] == ["UID:04A1B2C3"]
+    assert [r["card_id"] for r in rows] == ["UID:04A1B2C5"]
     assert admin.get(f"/api/v1/points/{point}/unknown-cards", params={"from": "2026-06-04"}).status_code == 422
 
 

@@ -179,3 +179,16 @@ def test_masking_by_role_and_scope(api_as, place, tsdb_dsn, unique_point_id):
     assert caregiver.post(f"/api/v1/points/{point}/elders",
                           json={"name": "钱七", "id_number": resident_id(), "hukou_local": True}).status_code == 403
     assert api_as("township_officer", township_id=township).get(url).json()["categories"][0]["category"] == "tekun"
+
+
+def test_create_with_a_card_binds_it_and_lists_it_on_the_roster(api_as, place, mqtt_server_account):
+    point, _, _ = place
+    admin = api_as("bureau_admin")
+    # Cards bind once per database (tests share it): this test's own, via the reader's W26 printing.
+    out = new_elder(admin, point, card={"card": "052,22136", "format": "em_w26", "em_high": 0x13})
+    assert [(c["card_id"], c["state"]) for c in out["elder"]["cards"]] == [("EM:0013345678", "active")]
+    roster = retained_roster(mqtt_server_account, point)
+    assert roster is not None and "EM:0013345678" in {e.card_id for e in roster.entries}
+    r = admin.post(f"/api/v1/points/{point}/elders", json={
+        "name": "周九", "id_number": resident_id(), "hukou_local": True, "card": {"card": "12345"}})
+    assert r.status_code == 422 and "format" in r.text
