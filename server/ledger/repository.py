@@ -250,10 +250,10 @@ def alerts_with_timeline(conn: Conn, point_ids: Sequence[str], start: datetime, 
                           " ORDER BY opened_at, id", (list(point_ids), start, end))
     ids = [a["id"] for a in alerts]
     timeline = _dicts(conn, (
-        "SELECT alert_id, time, kind, actor, channel, detail::text AS detail, NULL::boolean AS ok"
+        "SELECT alert_id, time, kind, actor, channel, detail::text AS detail, NULL::boolean AS ok, 0 AS source, id"
         " FROM alert_events WHERE alert_id = ANY(%(ids)s)"
         " UNION ALL"
         " SELECT alert_id, time, 'notify:' || kind, role || ':' || person_id, channel,"
-        "   coalesce(error, status::text, ''), ok FROM alert_notifications WHERE alert_id = ANY(%(ids)s)"
-        " ORDER BY alert_id, time"), {"ids": ids})
+        "   coalesce(error, status::text, ''), ok, 1, id FROM alert_notifications WHERE alert_id = ANY(%(ids)s)"
+        " ORDER BY alert_id, time, source, id"), {"ids": ids})
     return alerts, timeline
