@@ -19,12 +19,12 @@ from server.auth.scopes import Scope
 from . import repository
 from .calendar import InspectionKind, month_bounds
 from .errors import AlreadyDoneError, ForbiddenKindError, InspectionRefusedError, LedgerError, LedgerNotFoundError
-from .evidence import Evidence
 from .export import XLSX_MEDIA_TYPE, export_filename, workbook_bytes
 from .schemas import (
     MONTH_PATTERN,
     ClosureIn,
     ClosureOut,
+    EvidenceDetail,
     InspectionCreate,
     InspectionOut,
     MissingOut,
@@ -180,10 +180,10 @@ def point_missing(point_id: str, request: Request, conn: Conn, service: Service,
     return service.missing(conn, [point], *month_bounds(*_month(service, month, now)), now)
 
 
-@router.get("/points/{point_id}/evidence", response_model=Evidence,
-            summary="Sensor evidence over local days [start, end)")
+@router.get("/points/{point_id}/evidence", response_model=EvidenceDetail,
+            summary="Sensor evidence over local days [start, end), each alarm and alert and how it closed")
 def point_evidence(point_id: str, request: Request, conn: Conn, service: Service,
-                   start: Annotated[date, Query()], end: Annotated[date, Query()]) -> Evidence:
+                   start: Annotated[date, Query()], end: Annotated[date, Query()]) -> EvidenceDetail:
     if not start < end <= start + timedelta(days=MAX_EVIDENCE_DAYS):
         raise HTTPException(422, f"need start < end, at most {MAX_EVIDENCE_DAYS} days apart")
     try:

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from firmware_bridge.contract.messages import Meal
 
 from .calendar import Area, InspectionKind
-from .evidence import Evidence
+from .evidence import Evidence, SensorAlarm
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 TEXT = 500
@@ -173,3 +173,32 @@ class ClosureOut(_Out):
     reason: str
     recorded_by: str
     recorded_at: datetime
+
+
+class AlertClosure(_Out):
+    """An alert of the period and how it was closed: acknowledged, confirmed on site, resolved."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    device_id: str
+    condition: str
+    hazard: str
+    peak_severity: str
+    state: str
+    opened_at: datetime
+    cleared_at: datetime | None
+    ack_by: str | None
+    ack_at: datetime | None
+    ack_channel: str | None
+    confirmed_by: str | None
+    confirmed_at: datetime | None
+    confirm_note: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+
+
+class EvidenceDetail(_Out):
+    evidence: Evidence
+    sensor_alarms: list[SensorAlarm]
+    alerts: list[AlertClosure] | None = Field(description="None: this server has no alert tables yet")

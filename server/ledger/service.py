@@ -30,8 +30,10 @@ from .calendar import (
 from .errors import AlreadyDoneError, ForbiddenKindError, InspectionRefusedError, LedgerNotFoundError
 from .evidence import DayAlerts, Evidence, SensorAlarm, fuller, summarise
 from .schemas import (
+    AlertClosure,
     ClosureIn,
     ClosureOut,
+    EvidenceDetail,
     InspectionCreate,
     InspectionOut,
     ItemOut,
@@ -197,11 +199,18 @@ class LedgerService:
             raise LedgerNotFoundError(f"no inspection {inspection_id} at meal point {point_id!r}")
         return self._assemble(conn, [row], now)[0]
 
-    def evidence(self, conn: Conn, point_id: str, first: date, stop: date, now: datetime) -> Evidence:
-        """The sensor evidence of one point over the local days [first, stop)."""
+    def evidence(self, conn: Conn, point_id: str, first: date, stop: date, now: datetime) -> EvidenceDetail:
+        """The sensor evidence of one point over the local days [first, stop), with each alarm and alert
+        and how it was closed."""
         if repository.point(conn, point_id) is None:
             raise LedgerNotFoundError(f"no meal point {point_id!r}")
-        return self._evidence(conn, [(point_id, first, stop)], now)[0]
+        start, end = self.day_start(first), self.day_start(stop)
+        alerts = None
+        if repository.alerts_available(conn):
+            alerts = [AlertClosure.model_validate(a)
+                      for a in repository.alerts_with_timeline(conn, [point_id], start, end)[0]]
+        return EvidenceDetail(evidence=self._evidence(conn, [(point_id, first, stop)], now)[0],
+                              sensor_alarms=repository.sensor_alarms(conn, [point_id], start, end), alerts=alerts)
 
     def missing(self, conn: Conn, points: Sequence[dict[str, Any]], start: date, end: date, now: datetime,
                 kinds: Iterable[InspectionKind] = tuple(InspectionKind)) -> list[MissingOut]:
@@ -244,10 +253,8 @@ class LedgerService:
         daily = self._evidence(conn, wanted, now)
         alerts: list[dict[str, Any]] | None = None
         timeline: list[dict[str, Any]] = []
-        if ids and repository.alerts_available(conn):
+        if repository.alerts_available(conn):
             alerts, timeline = repository.alerts_with_timeline(conn, ids, start_ts, end_ts)
-        elif not ids:
-            alerts = [] if repository.alerts_available(conn) else None
         return PlaceMonth(
             place_kind=kind, place_name=name, township=township_name, year=year, month=month,
             timezone=self.timezone, generated_at=now, points=points,

@@ -1,9 +1,9 @@
 """Ledger settings from the environment (YANGYI_LEDGER_*); every default documented here.
 
-    YANGYI_LEDGER_SERVICE_WEEKDAYS   ISO weekdays a meal point serves meals, so a daily check is due
-                                     (1 = Monday … 7 = Sunday; default every day [A]); closed days
-                                     (holidays) are recorded per point through the API
-    YANGYI_LEDGER_REQUIRED_AREAS     areas every inspection must cover (electricity, gas, food: the
+    YANGYI_LEDGER_SERVICE_WEEKDAYS   ISO weekdays a meal point serves meals, so a daily check is due,
+                                     as JSON: [1,2,3,4,5] (1 = Monday … 7 = Sunday; default every day
+                                     [A]); closed days (holidays) are recorded per point through the API
+    YANGYI_LEDGER_REQUIRED_AREAS     areas every inspection must cover, as JSON (electricity, gas, food: the
                                      county plan's words for the daily check [S]; the same for the
                                      weekly and monthly checks [A])
     YANGYI_LEDGER_DAILY_REQUIRES_SAMPLE  a daily check records at least one meal sample (留样) (true [A])
@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .calendar import Area
@@ -33,3 +33,10 @@ class LedgerSettings(BaseSettings):
     future_skew_s: float = Field(default=300.0, ge=0)
     voltage_low_v: float = Field(default=198.0, gt=0)
     voltage_high_v: float = Field(default=235.4, gt=0)
+
+    @field_validator("service_weekdays")
+    @classmethod
+    def _iso_weekdays(cls, value: frozenset[int]) -> frozenset[int]:
+        if not value <= frozenset(range(1, 8)):
+            raise ValueError("ISO weekdays are 1 (Monday) to 7 (Sunday)")
+        return value

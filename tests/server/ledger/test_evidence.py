@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from server.ledger.calendar import Area, InspectionKind
 from server.ledger.evidence import DayAlerts, DayCoverage, DayReading, Evidence, SensorAlarm, fuller, summarise
 from server.ledger.schemas import InspectionCreate, parse_month
+from server.ledger.settings import LedgerSettings
 
 TZ = ZoneInfo("Asia/Shanghai")
 D = date(2026, 6, 15)
@@ -135,3 +136,14 @@ def test_inspection_body_rules() -> None:
     assert parse_month("2026-06") == (2026, 6)
     with pytest.raises(ValueError, match="YYYY-MM"):
         parse_month("2026-13")
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YANGYI_LEDGER_SERVICE_WEEKDAYS", "[1,2,3,4,5]")
+    monkeypatch.setenv("YANGYI_LEDGER_REQUIRED_AREAS", '["gas","food"]')
+    settings = LedgerSettings()
+    assert settings.service_weekdays == frozenset({1, 2, 3, 4, 5})
+    assert settings.required_areas == frozenset({Area.GAS, Area.FOOD}) and settings.sample_keep_hours == 48.0
+    monkeypatch.setenv("YANGYI_LEDGER_SERVICE_WEEKDAYS", "[0,1]")
+    with pytest.raises(ValidationError, match="ISO weekdays"):
+        LedgerSettings()

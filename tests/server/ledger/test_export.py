@@ -158,6 +158,9 @@ def test_export_without_alert_tables(private_dsn: str, clock: Clock) -> None:
         out = post(api, county, "caregiver_a1", "a1", body("daily", local(7, 3, 9)))
         assert out.status_code == 201, out.text
         assert out.json()["evidence"]["alerts"] is None  # unknown, not zero
+        detail = api.get(f"/api/v1/ledger/points/{county.points['a1']}/evidence",
+                         params={"start": "2026-07-01", "end": "2026-07-04"}, headers=county.headers["viewer"])
+        assert detail.status_code == 200 and detail.json()["alerts"] is None
         resp = api.get(f"/api/v1/ledger/villages/{county.village_ids['a1']}/export", params={"month": "2026-07"},
                        headers=county.headers["viewer"])
     assert resp.status_code == 200, resp.text

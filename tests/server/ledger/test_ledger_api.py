@@ -189,7 +189,7 @@ def test_evidence_follows_late_data_and_survives_retention(api: TestClient, coun
     assert kept["gas_lel_max"] == 21.0 and kept["readings"] == 2
     fresh = api.get(f"/api/v1/ledger/points/{point}/evidence", params={"start": "2026-06-29", "end": "2026-07-06"},
                     headers=headers).json()
-    assert fresh["readings"] == 0 and fresh["gas_lel_max"] is None  # the raw rows are gone, the ledger kept them
+    assert fresh["evidence"]["readings"] == 0  # the raw rows are gone; the ledger kept their summary
 
 
 def test_alerts_of_the_period_in_the_evidence(api: TestClient, county: County, tsdb_dsn: str) -> None:
@@ -197,8 +197,20 @@ def test_alerts_of_the_period_in_the_evidence(api: TestClient, county: County, t
     seed_alert(tsdb_dsn, point, local(7, 3, 8), resolved=True)
     seed_alert(tsdb_dsn, point, local(7, 3, 9), resolved=False)
     seed_alert(tsdb_dsn, point, local(7, 2, 9), resolved=False, device="gas2")  # the day before
+    seed_safety(tsdb_dsn, point, [(local(7, 3, 8), "gas1", "lel", "alarm", "normal", 31.0),
+                                  (local(7, 3, 8, 1), "gas1", "lel", "alarm2", "alarm", 52.0),
+                                  (local(7, 3, 8, 20), "gas1", "lel", "normal", "alarm2", 1.0)])
     out = post(api, county, "caregiver_b1", "b1", body("daily", local(7, 3, 9, 30))).json()
     assert (out["evidence"]["alerts"], out["evidence"]["alerts_unresolved"]) == (2, 1)
+    detail = api.get(f"/api/v1/ledger/points/{point}/evidence", params={"start": "2026-07-03", "end": "2026-07-04"},
+                     headers=county.headers["officer_b"]).json()
+    assert detail["evidence"] == out["evidence"]
+    (alarm,) = detail["sensor_alarms"]
+    assert (alarm["level"], alarm["peak_level"], alarm["value"]) == ("alarm", "alarm2", 31.0)
+    assert datetime.fromisoformat(alarm["cleared_at"]) == local(7, 3, 8, 20)
+    closed = {a["state"]: a for a in detail["alerts"]}
+    assert closed["resolved"]["confirm_note"] == "=阀门已更换" and closed["resolved"]["ack_channel"] == "wecom"
+    assert closed["acknowledged"]["resolved_at"] is None
 
 
 def test_missing_checks_per_point_village_and_township(api: TestClient, county: County, clock: Clock) -> None:
