@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEPLOY := deploy/native
 
-.PHONY: run stop test install services migrate lint asyncapi bench-ingest bench-checkin bench-safety bench-alerts bench-settlement bench-vision
+.PHONY: run stop test install services migrate lint asyncapi bench-ingest bench-checkin bench-safety bench-alerts bench-settlement bench-vision bench-dashboard
 
 install:
 	bash $(DEPLOY)/bootstrap.sh
@@ -51,3 +51,6 @@ bench-settlement: migrate
 
 bench-vision: install
 	$(PY) -m bench.vision
+
+bench-dashboard: migrate
+	$(PY) -m bench.dashboard
