@@ -27,8 +27,11 @@ from server.alerts.router import alert_api
 from server.alerts.sse import KEEPALIVE_SECONDS, format_event
 from server.auth import repository as auth_repository
 from server.auth.deps import OptionalPrincipal, auth_service, auth_settings, now, optional_principal
-from server.auth.scopes import Principal, Role, scope_for
+from server.auth.scopes import Principal, Role, masker_for, scope_for
 from server.db.pool import connection
+from server.ledger.calendar import month_bounds
+from server.ledger.router import ledger_service
+from server.registry.elders_router import list_elders_at
 from server.registry.service import RegistryService
 from server.safety import service as safety_service
 
@@ -231,3 +234,33 @@ async def alert_events(request: Request) -> StreamingResponse:
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# ---- registry and ledger of a meal point ----------------------------------------------------------------
+
+WRITER_ROLES = frozenset({Role.BUREAU_ADMIN, Role.TOWNSHIP_OFFICER, Role.VILLAGE_OFFICER})
+# The daily check's items (the county plan: electricity, gas and food every day); weekly and monthly
+# checks use the same list, and the inspector may add a note.
+CHECK_ITEMS = (("electricity", "ledger.item.electricity"), ("gas", "ledger.item.gas"),
+               ("food", "ledger.item.food"), ("food", "ledger.item.samples"), ("fire", "ledger.item.fire"))
+
+
+@router.get("/points/{point_id}/registry", response_class=HTMLResponse)
+def registry_page(point_id: str, request: Request, conn: Conn, user: User) -> HTMLResponse:
+    """Elders and cards of a point (masked by role) and this month's inspections with the entry form."""
+    place = auth_repository.point_place(conn, point_id)
+    if place is None or not scope_for(user).allows(place):
+        raise HTTPException(404, f"no meal point {point_id!r}")
+    point = next(p for p in service.repository.points(conn, scope_for(user)) if p["id"] == point_id)
+    elders = list_elders_at(point_id, request, conn, masker_for(user.role), limit=1000)
+    ledger = ledger_service(request)
+    at = now(request)
+    today = ledger.local_day(at)
+    first, stop = month_bounds(today.year, today.month)
+    inspections = ledger.inspections(conn, [point_id], first, stop, at)
+    conn.commit()  # the ledger refreshes evidence summaries as it reads
+    return render(request, "registry.html", {
+        "point": point, "elders": elders, "inspections": sorted(inspections, key=lambda i: i.inspected_at,
+                                                                reverse=True),
+        "check_items": CHECK_ITEMS, "nav": "overview", "can_write": user.role in WRITER_ROLES,
+        "kinds": ("daily", "weekly", "monthly")}, user)

@@ -54,6 +54,11 @@ def _meal_windows(day_start: datetime) -> dict[str, tuple[datetime, datetime]]:
             "dinner": (day_start + timedelta(hours=17), day_start + timedelta(hours=18, minutes=30))}
 
 
+def _meals_of(p: SeededPoint) -> list[str]:
+    """Lunch everywhere; dinner at some points, breakfast at fewer."""
+    return ["lunch"] + (["dinner"] if p.regulars % 2 == 0 else []) + (["breakfast"] if p.regulars % 5 == 0 else [])
+
+
 def seed_county(conn: psycopg.Connection[Any], now: datetime, n_points: int, days: int, *, prefix: str = "p",
                 tz: str = "Asia/Shanghai", seed: int = 7, alert_fraction: float = 0.05,
                 offline_fraction: float = 0.04, telemetry_minutes_days: int = 1) -> County:
@@ -96,9 +101,7 @@ def seed_county(conn: psycopg.Connection[Any], now: datetime, n_points: int, day
                 weekday_factor = 0.75 if day.weekday() >= 5 else 1.0
                 for p in points:
                     prng = random.Random(f"{seed}:{p.id}:{day_i}")
-                    meals = ["lunch"] + (["dinner"] if p.regulars % 2 == 0 else []) + (
-                        ["breakfast"] if p.regulars % 5 == 0 else [])
-                    for meal in meals:
+                    for meal in _meals_of(p):
                         start, end = _meal_windows(day_start)[meal]
                         if start >= now:
                             continue
@@ -127,7 +130,10 @@ def seed_county(conn: psycopg.Connection[Any], now: datetime, n_points: int, day
                     if not p.camera:
                         continue
                     prng = random.Random(f"{seed}:cam:{p.id}:{day_i}")
-                    for _meal, (start, end) in _meal_windows(day_start).items():
+                    served = _meals_of(p)
+                    for meal, (start, end) in _meal_windows(day_start).items():
+                        if meal not in served:
+                            continue
                         at = start
                         while at < end and at + timedelta(minutes=10) <= now:
                             at += timedelta(minutes=10)

@@ -169,7 +169,9 @@ def overview(conn: Conn, cache: CountCache, scope: Scope, now: datetime, tz: Zon
             kinds.append("backlog")
         if kinds:
             problems.append({**d, "problems": kinds, "point_name": row.name})
-    problems.sort(key=lambda d: (d["last_seen"] is not None, d["last_seen"] or now), reverse=True)
+    # Silent devices first, longest silent first; then backlogs.
+    problems.sort(key=lambda d: ("backlog" in d["problems"] and len(d["problems"]) == 1,
+                                 d["last_seen"] is not None, d["last_seen"] or now))
     alerts_by_severity: Counter[str] = Counter()
     for a in repository.active_alerts(conn, scope):
         alerts_by_severity[a["severity"]] += 1

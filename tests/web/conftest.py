@@ -111,7 +111,8 @@ def web_site(tsdb_admin_dsn: str, mqtt_server_account: Any) -> Iterator[WebSite]
                         mqtt=MqttSettings(host=acct.host, port=acct.port, username=acct.username,
                                           password=SecretStr(acct.password)))
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="web-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -124,6 +125,9 @@ def web_site(tsdb_admin_dsn: str, mqtt_server_account: Any) -> Iterator[WebSite]
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        feed = getattr(getattr(app.state, "alert_api", None), "feed", None)
+        if feed is not None:
+            feed.stop()  # its LISTEN connection, before the database goes
         with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

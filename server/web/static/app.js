@@ -162,4 +162,39 @@ function setupAlerts() {
   });
 }
 
-document.addEventListener("DOMContentLoaded", () => { setupLogin(); setupLogout(); setupCharts(); setupAlerts(); });
+// ---- ledger: record an inspection through the ledger API -------------------------------------------------
+
+function setupInspectionForm() {
+  const form = document.getElementById("inspection-form");
+  if (!form) return;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const box = document.getElementById("inspection-error");
+    box.hidden = true;
+    const data = new FormData(form);
+    const items = Array.from(form.querySelectorAll("tr.check-item")).map((row, i) => ({
+      area: row.dataset.area, item: row.dataset.item, passed: data.get("item" + i) !== "fail",
+    }));
+    const failed = items.findIndex((it) => !it.passed);
+    const problem = (data.get("problem") || "").trim();
+    const body = { kind: data.get("kind"), inspected_at: new Date().toISOString(), items,
+      note: (data.get("note") || "").trim() || null, problems: [], samples: [] };
+    if (body.kind === "daily") {
+      const dishes = (data.get("dishes") || "").trim() || null;
+      data.getAll("sample").forEach((meal) => body.samples.push({ meal, taken_at: body.inspected_at, dishes }));
+    }
+    if (problem) {
+      body.problems.push({ description: problem, item_index: failed >= 0 ? failed : null, rectification: "fixed_at_once" });
+    }
+    try {
+      await api("POST", form.dataset.url, body);
+      await htmx.ajax("GET", window.location.pathname, { target: "#inspections", select: "#inspections", swap: "outerHTML" });
+      form.reset();
+      form.dataset.savedAt = String(Date.now());
+    } catch (err) { box.textContent = err.message; box.hidden = false; }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupLogin(); setupLogout(); setupCharts(); setupAlerts(); setupInspectionForm();
+});

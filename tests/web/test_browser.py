@@ -1,0 +1,204 @@
+"""The web UI in a real browser: Debian's Chromium driven by Playwright against the real server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import PASSWORD, WebSite, login, shot
+
+pytestmark = pytest.mark.integration
+
+ROLES = ["admin", "viewer", "township", "village", "caregiver"]
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_each_role_signs_in_and_sees_its_overview(page: Any, web_site: WebSite, role: str) -> None:
+    user = web_site.users[role]
+    page.goto(f"{web_site.base_url}/")
+    page.wait_for_url("**/login?next=*")
+    login(page, web_site, user)
+    rows = page.locator("tr.point")
+    shown = {rows.nth(i).get_attribute("data-point") for i in range(rows.count())}
+    if role in ("admin", "viewer"):
+        assert shown == {p.id for p in web_site.county.points}
+        assert page.locator("h1").first.inner_text() == "全县总览"
+    elif role == "township":
+        assert shown == set(web_site.points_of(user.township or ""))
+    elif role == "caregiver":
+        assert shown == set(user.point_ids)
+    else:
+        assert shown and shown < set(web_site.points_of(user.township or ""))
+    assert page.locator(".who").inner_text().startswith(user.username)
+    shot(page, f"overview-{role}")
+
+
+def test_wrong_password_shows_the_error_in_chinese(page: Any, web_site: WebSite) -> None:
+    page.goto(f"{web_site.base_url}/login")
+    page.fill("input[name=username]", web_site.users["viewer"].username)
+    page.fill("input[name=password]", "not-the-password")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#login-error:not([hidden])")
+    assert page.inner_text("#login-error") == "用户名或密码错误"
+
+
+def test_language_toggle_and_sign_out(page: Any, web_site: WebSite) -> None:
+    login(page, web_site, web_site.users["viewer"])
+    page.click("#lang-toggle")
+    page.wait_for_selector("text=County overview")
+    page.goto(f"{web_site.base_url}/")  # the cookie keeps English
+    assert page.locator("h1").first.inner_text() == "County overview"
+    page.click("#logout")
+    page.wait_for_url("**/login")
+    page.goto(f"{web_site.base_url}/")
+    page.wait_for_url("**/login?next=*")
+
+
+def test_meal_point_page_draws_sensor_charts_with_thresholds(page: Any, web_site: WebSite) -> None:
+    point = next(p for p in web_site.county.points if p.camera)
+    login(page, web_site, web_site.users["admin"])
+    page.goto(f"{web_site.base_url}/points/{point.id}")
+    page.wait_for_function("document.querySelectorAll('figure.sensor[data-drawn]').length === 3", timeout=15000)
+    gas = page.locator("figure.sensor", has_text="lel")
+    assert int(gas.get_attribute("data-drawn") or 0) > 100  # a day of 1-minute buckets
+    assert int(gas.get_attribute("data-thresholds") or 0) >= 1  # the 25 %LEL line at least
+    assert page.locator("#camera-chart canvas").count() == 1
+    shot(page, "point")
+
+
+def test_phone_sized_overview_fits_the_screen(browser: Any, web_site: WebSite) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    pg = context.new_page()
+    try:
+        login(pg, web_site, web_site.users["township"])
+        width = pg.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page is {width}px wide on a 390px phone"
+        shot(pg, "overview-phone")
+    finally:
+        context.close()
+
+
+def _open_alert(site: WebSite, points: set[str]) -> tuple[str, str]:
+    import psycopg
+
+    with psycopg.connect(site.dsn) as conn:
+        row = conn.execute("SELECT point_id, id FROM alerts WHERE state = 'open' AND point_id = ANY(%s)"
+                           " ORDER BY opened_at LIMIT 1", (sorted(points),)).fetchone()
+    assert row is not None, "the seeded county has no open alert in this scope"
+    return row[0], row[1]
+
+
+def test_alert_acknowledged_elsewhere_updates_the_page_live(page: Any, web_site: WebSite) -> None:
+    officer = web_site.users["township"]
+    point, alert = _open_alert(web_site, set(web_site.points_of(officer.township or "")))
+    login(page, web_site, officer)
+    page.goto(f"{web_site.base_url}/alerts")
+    page.wait_for_selector("#live-state[data-connected='1']", timeout=10000)
+    page.evaluate("window.__noReload = 1")
+    card = page.locator(f"#alert-{alert}")
+    assert card.get_attribute("data-state") == "open"
+    # Someone else (the bureau administrator, through the API) acknowledges it.
+    with httpx.Client(base_url=web_site.base_url, timeout=30) as admin:
+        admin.post("/api/v1/auth/login", json={"username": web_site.users["admin"].username, "password": PASSWORD})
+        csrf = admin.get("/api/v1/auth/me").json()["csrf_token"]
+        r = admin.post(f"/api/v1/points/{point}/alerts/{alert}/ack", json={}, headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 200, r.text
+    page.wait_for_selector(f"#alert-{alert}[data-state='acknowledged']", timeout=10000)
+    assert page.evaluate("window.__noReload") == 1  # updated in place, not reloaded
+    assert web_site.users["admin"].username in card.inner_text()
+    shot(page, "alerts-live")
+
+
+def test_acknowledge_and_resolve_in_the_page_with_timeline(page: Any, web_site: WebSite) -> None:
+    care = web_site.users["caregiver"]
+    import psycopg
+
+    # An alert of the caregiver's own point, not gas (no on-site confirmation), its condition gone.
+    with psycopg.connect(web_site.dsn) as conn:
+        conn.execute(
+            "INSERT INTO alerts (id, point_id, device_id, condition, hazard, severity, peak_severity, state, source,"
+            " opened_at, last_seen, message, active, cleared_at) VALUES ('Aweb1', %s, 'reader1', 'device.offline',"
+            " 'device', 'warning', 'warning', 'open', 'server', now() - interval '5 minutes', now(), '读卡器离线',"
+            " false, now())", (care.point_ids[0],))
+        conn.execute("INSERT INTO alert_events (alert_id, time, kind, actor)"
+                     " VALUES ('Aweb1', now(), 'opened', 'server')")
+    login(page, web_site, care)
+    page.goto(f"{web_site.base_url}/alerts?hazard=device")
+    page.wait_for_selector("#live-state[data-connected='1']", timeout=10000)
+    page.click("#alert-Aweb1 button.ack")
+    page.wait_for_selector("#alert-Aweb1[data-state='acknowledged']", timeout=10000)
+    page.click("#alert-Aweb1 details.resolve summary")
+    page.fill("#alert-Aweb1 textarea[name=note]", "更换了读卡器数据线")
+    page.click("#alert-Aweb1 form.resolve-form button[type=submit]")
+    page.wait_for_selector("#alert-Aweb1", state="detached", timeout=10000)  # the active list drops it
+    page.goto(f"{web_site.base_url}/alerts?state=resolved&hazard=device")
+    page.click("#alert-Aweb1 details.tl summary")
+    page.wait_for_selector("#alert-Aweb1 .timeline li[data-kind='resolved']", timeout=10000)
+    kinds = page.locator("#alert-Aweb1 .timeline li").evaluate_all("els => els.map(e => e.dataset.kind)")
+    assert kinds == ["opened", "acknowledged", "resolved"]
+    shot(page, "alert-timeline")
+
+
+def test_bureau_viewer_has_no_action_buttons(page: Any, web_site: WebSite) -> None:
+    login(page, web_site, web_site.users["viewer"])
+    page.goto(f"{web_site.base_url}/alerts")
+    assert page.locator("article.alert").count() > 0
+    assert page.locator("button.ack").count() == 0
+
+
+def _id_number(body17: str) -> str:
+    """A GB 11643 resident ID number: 17 digits and the ISO 7064 MOD 11-2 check character."""
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    total = sum(int(d) * w for d, w in zip(body17, weights, strict=True))
+    return body17 + "10X98765432"[total % 11]
+
+
+def test_caregiver_sees_masked_elders_and_records_a_daily_check(page: Any, web_site: WebSite) -> None:
+    care = web_site.users["caregiver"]
+    point = care.point_ids[0]
+    id_number = _id_number("11010519440312002")
+    with httpx.Client(base_url=web_site.base_url, timeout=30) as admin:
+        admin.post("/api/v1/auth/login", json={"username": web_site.users["admin"].username, "password": PASSWORD})
+        csrf = admin.get("/api/v1/auth/me").json()["csrf_token"]
+        r = admin.post(f"/api/v1/points/{point}/elders", headers={"X-CSRF-Token": csrf},
+                       json={"name": "王秀英", "id_number": id_number, "phone": "13812345678", "hukou_local": True})
+        assert r.status_code == 201, r.text
+    login(page, web_site, care)
+    page.goto(f"{web_site.base_url}/points/{point}")
+    page.click("#registry-link")
+    page.wait_for_selector("#elders tr[data-elder]")
+    row = page.locator("#elders tr[data-elder]").first.inner_text()
+    assert "王秀英" in row and "13812345678" in row  # caregivers call elders: phones in clear
+    assert id_number not in row and id_number[:2] in row  # ID numbers masked for caregivers
+    page.eval_on_selector("#inspection-form details", "d => { d.open = true; }")
+    page.check("#inspection-form input[name=item1][value=fail]")
+    page.fill("#inspection-form textarea[name=problem]", "燃气软管老化，已更换")
+    page.click("#inspection-form button[type=submit]")
+    page.wait_for_selector("#inspections tr[data-inspection] .tag.bad, #inspection-error:not([hidden])",
+                           timeout=10000)
+    assert page.locator("#inspection-error").is_hidden(), page.inner_text("#inspection-error")
+    import psycopg
+
+    with psycopg.connect(web_site.dsn) as conn:
+        items = conn.execute(
+            "SELECT i.kind, it.area, it.passed, i.inspector_role FROM ledger_inspections i"
+            " JOIN ledger_inspection_items it ON it.inspection_id = i.id WHERE i.point_id = %s ORDER BY it.position",
+            (point,)).fetchall()
+        problems = conn.execute("SELECT description FROM ledger_problems WHERE point_id = %s", (point,)).fetchall()
+    assert [(k, a, p) for k, a, p, _ in items][:2] == [("daily", "electricity", True), ("daily", "gas", False)]
+    assert items[0][3] == "caregiver" and problems == [("燃气软管老化，已更换",)]
+    shot(page, "registry-ledger")
