@@ -100,12 +100,40 @@ class StampingIndicator:
         self.event.set()
 
 
+class TimedStateStore(StateStore):
+    """The real state store, timing each served-state write (it happens before the feedback)."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.ms: list[float] = []
+
+    def save_served(self, served: Any) -> None:
+        t = time.perf_counter()
+        super().save_served(served)
+        self.ms.append((time.perf_counter() - t) * 1000)
+
+
+class TimedEmitter(OutboxEmitter):
+    """The real outbox emitter, timing each durable append."""
+
+    def __init__(self, outbox: Outbox, clock: SystemClock) -> None:
+        super().__init__(outbox, clock)
+        self.ms: list[float] = []
+
+    def emit(self, *args: Any, **kwargs: Any) -> int:
+        t = time.perf_counter()
+        row = super().emit(*args, **kwargs)
+        self.ms.append((time.perf_counter() - t) * 1000)
+        return row
+
+
 def tap_to_feedback(taps: int, work: Path) -> dict[str, Any]:
     point = "bench-ttf"
     link = work / "reader0"
     outbox = Outbox(work / "ttf" / "outbox.db", point)
     clock = SystemClock(assume_synced=True)
-    checkin = Checkin(point, CheckinConfig.model_validate(ALL_DAY), clock, StateStore(work / "ttf" / "state"))
+    store = TimedStateStore(work / "ttf" / "state")
+    checkin = Checkin(point, CheckinConfig.model_validate(ALL_DAY), clock, store)
     cards = [card_hex(0xFFFF, i) for i in range(taps)]
     checkin.apply_roster(roster_from_entries(point, 1, [
         RosterEntry(card_id=f"EM:{c}", elder_id=f"E{i}", label="张*") for i, c in enumerate(cards)], datetime.now(UTC)))
@@ -115,7 +143,8 @@ def tap_to_feedback(taps: int, work: Path) -> dict[str, Any]:
     with Pty(link) as pty:
         config = Em4100ReaderConfig(type="card_em4100", device_id="reader1", port=str(link))
         reader = Em4100Input(config, checkin, indicator, clock)
-        thread = threading.Thread(target=reader.run, args=(OutboxEmitter(outbox, clock), stop), daemon=True)
+        emitter = TimedEmitter(outbox, clock)
+        thread = threading.Thread(target=reader.run, args=(emitter, stop), daemon=True)
         thread.start()
         deadline = time.monotonic() + 10
         while reader.opened == 0:
@@ -141,7 +170,12 @@ def tap_to_feedback(taps: int, work: Path) -> dict[str, Any]:
     return {"tap_to_feedback_taps": taps,
             "tap_to_feedback_p50_ms": round(percentile(latencies, 50), 3),
             "tap_to_feedback_p99_ms": round(percentile(latencies, 99), 3),
-            "tap_to_feedback_max_ms": round(max(latencies), 3)}
+            "tap_to_feedback_max_ms": round(max(latencies), 3),
+            # Where the time goes: both writes fsync before the indicator is called.
+            "outbox_append_p50_ms": round(percentile(emitter.ms, 50), 3),
+            "outbox_append_p99_ms": round(percentile(emitter.ms, 99), 3),
+            "served_state_write_p50_ms": round(percentile(store.ms, 50), 3),
+            "served_state_write_p99_ms": round(percentile(store.ms, 99), 3)}
 
 
 # -- (2) lunch rush ------------------------------------------------------------------------------------

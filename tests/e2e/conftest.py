@@ -138,9 +138,29 @@ class E2EPoint:
     account: Any
 
 
+def clear_retained(account: Any, topics: list[str]) -> None:
+    """Delete retained messages (an empty retained publish) so finished tests leave none behind."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"e2e-clean-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    client.username_pw_set(account.username, account.password)
+    try:
+        client.connect(account.host, account.port)
+    except OSError:
+        return
+    client.loop_start()
+    for topic in topics:
+        client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
 @pytest.fixture
-def e2e_point(unique_point_id: str, mqtt_account_factory: Callable[[str], Any]) -> E2EPoint:
-    return E2EPoint(unique_point_id, mqtt_account_factory(unique_point_id))
+def e2e_point(unique_point_id: str, mqtt_account_factory: Callable[[str], Any], mqtt_server_account: Any
+              ) -> Iterator[E2EPoint]:
+    """The test's meal point and its agent's account; its retained roster and statuses are cleared after."""
+    yield E2EPoint(unique_point_id, mqtt_account_factory(unique_point_id))
+    clear_retained(mqtt_server_account, [f"yangyi/v1/{unique_point_id}/roster",
+                                         f"yangyi/v1/{unique_point_id}/agent/status"])
 
 
 @dataclass

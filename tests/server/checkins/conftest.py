@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ..registry.conftest import FakeClock, api_as, clock, make_point, resident_id
+from ..registry.conftest import FakeClock, _clear_rosters, api_as, clock, make_point, resident_id
 
-__all__ = ["FakeClock", "api_as", "clock", "make_point", "resident_id"]
+__all__ = ["FakeClock", "_clear_rosters", "api_as", "clock", "make_point", "resident_id"]

@@ -84,6 +84,21 @@ def api_as(tsdb_dsn: str, mqtt_server_account: Any, clock: FakeClock) -> Iterato
         yield make
 
 
+@pytest.fixture(autouse=True)
+def _clear_rosters(unique_point_id: str, mqtt_server_account: Any) -> Iterator[None]:
+    """Leave no retained roster of this test's points on the shared broker."""
+    yield
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-clean-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    client.username_pw_set(mqtt_server_account.username, mqtt_server_account.password)
+    client.connect(mqtt_server_account.host, mqtt_server_account.port)
+    client.loop_start()
+    for point in (unique_point_id, unique_point_id + "x"):
+        client.publish(f"yangyi/v1/{point}/roster", b"", qos=1, retain=True).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
 def retained_roster(account: Any, point_id: str, timeout: float = 5.0) -> Roster | None:
     """The retained roster of a point as a new subscriber gets it (None if there is none)."""
     got: list[bytes] = []
