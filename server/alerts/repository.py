@@ -209,6 +209,25 @@ def contacts_for_point(conn: Conn, point_id: str) -> list[StoredContact]:
     return [_contact(r) for r in rows]
 
 
+def contacts_for_points(conn: Conn, point_ids: Sequence[str]) -> dict[str, list[StoredContact]]:
+    """contacts_for_point for many points in one query."""
+    out: dict[str, list[StoredContact]] = {p: [] for p in point_ids}
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT p.point_id, c.id, c.name, c.role, c.mobile, c.endpoints, c.quiet_hours"
+            " FROM unnest(%s::text[]) AS p(point_id)"
+            " LEFT JOIN meal_point_places mp ON mp.point_id = p.point_id"
+            " JOIN alert_contacts c ON c.active AND ("
+            "  (c.role = 'caregiver' AND EXISTS (SELECT 1 FROM alert_contact_points cp"
+            "      WHERE cp.contact_id = c.id AND cp.point_id = p.point_id))"
+            "  OR (c.role = 'village_officer' AND c.village_id = mp.village_id)"
+            "  OR (c.role = 'township_leader' AND c.township_id = mp.township_id))"
+            " ORDER BY p.point_id, c.id", (list(point_ids),)).fetchall()
+    for r in rows:
+        out[r["point_id"]].append(_contact(r))
+    return out
+
+
 CONTACT_SELECT = (
     "SELECT c.id, c.name, c.role, c.township_id, c.village_id, c.user_id, c.mobile, c.endpoints, c.quiet_hours,"
     " c.active, c.created_at, c.updated_at,"

@@ -290,7 +290,7 @@ class Escalator:
             conn.commit()
             return []
         points = sorted({a.key.point for a in alerts})
-        contacts = {p: repo.contacts_for_point(conn, p) for p in points}
+        contacts = repo.contacts_for_points(conn, points)
         names = repo.point_names(conn, points)
         people = sorted({c.contact.person_id for cs in contacts.values() for c in cs})
         history = repo.attempts(conn, [a.id for a in alerts], people, now - timedelta(hours=1))

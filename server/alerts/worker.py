@@ -48,20 +48,28 @@ from .settings import AlertConfig, AlertProcessSettings, load_alert_config, make
 
 log = logging.getLogger(__name__)
 
-ALERT_CHANNELS = (Channel.SAFETY, Channel.STATUS, Channel.TELEMETRY, Channel.COUNT, Channel.DINER)
-URGENT = frozenset({Channel.SAFETY, Channel.STATUS})
+# Two MQTT sessions: safety and status on their own connection (and network thread), so a safety event
+# never queues behind telemetry in the broker's in-flight window or in one TCP stream.
+SAFETY_LANE = (Channel.SAFETY, Channel.STATUS)
+BULK_LANE = (Channel.TELEMETRY, Channel.COUNT, Channel.DINER)
+ALERT_CHANNELS = SAFETY_LANE + BULK_LANE
 BATCH_MAX = 2000
+# Small telemetry batches keep a safety event that arrives meanwhile from waiting long.
+BULK_BATCH_MAX = 100
 RECONNECT_MIN_SECONDS = 1
 RECONNECT_MAX_SECONDS = 30
 DB_RETRY_SECONDS = 1.0
 ESCALATION_LOCK_KEY = 0x59414E47_414C5254  # "YANGALRT"
 PUBLISH_TIMEOUT_SECONDS = 5.0
+SLOW_SECONDS = 0.5  # a step this slow is logged: safety events wait behind it
 
-Raw = tuple[str, bytes, int, int, int, datetime]  # topic, payload, mid, qos, connection generation, received
+# topic, payload, mid, qos, lane (0 safety, 1 bulk), connection generation of that lane, received
+Raw = tuple[str, bytes, int, int, int, int, datetime]
 
 
-def subscription_filters(share_group: str, point: str = "+") -> list[str]:
-    filters = [device_filter(ch, point) for ch in ALERT_CHANNELS]
+def subscription_filters(share_group: str, point: str = "+",
+                         channels: tuple[Channel, ...] = ALERT_CHANNELS) -> list[str]:
+    filters = [device_filter(ch, point) for ch in channels]
     return [f"$share/{share_group}/{f}" for f in filters] if share_group else filters
 
 
@@ -89,7 +97,9 @@ class _Inbox:
             out: list[Raw] = []
             while self._urgent and len(out) < limit:
                 out.append(self._urgent.popleft())
-            while self._bulk and len(out) < limit:
+            if out:
+                return out  # a safety batch alone: no telemetry ahead of it or in its transaction
+            while self._bulk and len(out) < BULK_BATCH_MAX:
                 out.append(self._bulk.popleft())
             return out
 
@@ -121,19 +131,25 @@ class AlertWorker:
         self.leader = threading.Event()
         self._wake_notifier = threading.Event()
         self._refresh = threading.Event()
-        self._gen = 0
         self._threads: list[threading.Thread] = []
         self.stats = {"messages": 0, "invalid": 0, "alerts_written": 0, "attempts": 0, "commands": 0}
-        m = settings.mqtt
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=process.client_id, protocol=mqtt.MQTTv5,
-                             manual_ack=True)
+        self._gens = [0, 0]
+        self._lane_subscribed = [threading.Event(), threading.Event()]
+        self.clients = [self._make_client(0, f"{process.client_id}-safety"[:64], SAFETY_LANE),
+                        self._make_client(1, process.client_id, BULK_LANE)]
+        self.client = self.clients[0]  # publishes the edge commands
+
+    def _make_client(self, lane: int, client_id: str, channels: tuple[Channel, ...]) -> mqtt.Client:
+        m = self.settings.mqtt
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                             manual_ack=True, userdata=(lane, channels))
         client.username_pw_set(m.username, m.resolved_password())
         client.reconnect_delay_set(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
-        self.client = client
+        return client
 
     # -- life ---------------------------------------------------------------------------------------
 
@@ -150,8 +166,9 @@ class AlertWorker:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = m.session_expiry_s
         props.ReceiveMaximum = m.receive_maximum
-        self.client.connect_async(m.host, m.port, keepalive=m.keepalive_s, clean_start=False, properties=props)
-        self.client.loop_start()
+        for client in self.clients:
+            client.connect_async(m.host, m.port, keepalive=m.keepalive_s, clean_start=False, properties=props)
+            client.loop_start()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -160,8 +177,9 @@ class AlertWorker:
             self.inbox._cond.notify_all()
         for t in self._threads:
             t.join(timeout=10)
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in self.clients:
+            client.disconnect()
+            client.loop_stop()
 
     @property
     def alive(self) -> bool:
@@ -174,12 +192,14 @@ class AlertWorker:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
             return
-        self._gen += 1
+        lane, channels = userdata
+        self._gens[lane] += 1
         log.info("connected to %s:%s as %s (session present: %s)", self.settings.mqtt.host,
-                 self.settings.mqtt.port, self.process.client_id, flags.session_present)
+                 self.settings.mqtt.port, client._client_id.decode(), flags.session_present)
         options = SubscribeOptions(qos=1, retainHandling=1)
-        client.subscribe([(f, options) for f in subscription_filters(self.process.share_group, self.point)])
-        self.connected.set()
+        client.subscribe([(f, options) for f in subscription_filters(self.process.share_group, self.point, channels)])
+        if lane == 0:
+            self.connected.set()
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode],
                       properties: Properties | None) -> None:
@@ -187,12 +207,18 @@ class AlertWorker:
         if refused:
             log.error("broker refused subscriptions: %s", refused)
             return
-        log.info("subscribed to %s", ", ".join(subscription_filters(self.process.share_group, self.point)))
-        self.subscribed.set()
+        lane, channels = userdata
+        log.info("subscribed to %s", ", ".join(subscription_filters(self.process.share_group, self.point, channels)))
+        self._lane_subscribed[lane].set()
+        if all(e.is_set() for e in self._lane_subscribed):
+            self.subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags, reason: ReasonCode,
                        properties: Properties | None) -> None:
-        self.connected.clear()
+        lane, _ = userdata
+        if lane == 0:
+            self.connected.clear()
+        self._lane_subscribed[lane].clear()
         self.subscribed.clear()
         log.info("disconnected from the broker: %s", reason)
 
@@ -202,14 +228,14 @@ class AlertWorker:
         except UnicodeDecodeError:
             topic = ""
         payload: bytes = msg.payload  # type: ignore[assignment]
-        urgent = topic.endswith(("/safety", "/status"))
-        self.inbox.put((topic, payload, msg.mid, msg.qos, self._gen, self.clock()), urgent)
+        lane = userdata[0]
+        self.inbox.put((topic, payload, msg.mid, msg.qos, lane, self._gens[lane], self.clock()), lane == 0)
 
     # -- engine -------------------------------------------------------------------------------------
 
     def _decode(self, raw: list[Raw]) -> list[Inbound]:
         out: list[Inbound] = []
-        for topic, payload, _, _, _, received in raw:
+        for topic, payload, _, _, _, _, received in raw:
             try:
                 parsed = parse_topic(topic)
                 if not isinstance(parsed.channel, Channel):
@@ -229,8 +255,9 @@ class AlertWorker:
         return out
 
     def _ack(self, raw: list[Raw]) -> None:
-        gen = self._gen
-        ack_many(self.client, [r[2] for r in raw if r[3] == 1 and r[4] == gen])
+        for lane, client in enumerate(self.clients):
+            gen = self._gens[lane]
+            ack_many(client, [r[2] for r in raw if r[3] == 1 and r[4] == lane and r[5] == gen])
 
     def _open_db(self) -> psycopg.Connection[Any]:
         while not self.stopping.is_set():
@@ -254,9 +281,16 @@ class AlertWorker:
             try:
                 if not pending:
                     pending = self.inbox.take(max(0.0, min(self.process.tick_s, next_tick - time.monotonic())))
+                    t0 = time.monotonic()
                     observations = self.engine.observations(self._decode(pending)) if pending else []
+                    if time.monotonic() - t0 > SLOW_SECONDS:
+                        log.warning("rules took %.2f s for %d messages (%d waiting)", time.monotonic() - t0,
+                                    len(pending), len(self.inbox))
                 if pending:
+                    t0 = time.monotonic()
                     saved = self.engine.handle(conn, observations)
+                    if time.monotonic() - t0 > SLOW_SECONDS:
+                        log.warning("storing %d alert changes took %.2f s", len(saved), time.monotonic() - t0)
                     self._ack(pending)
                     self.stats["messages"] += len(pending)
                     self.stats["alerts_written"] += len(saved)
@@ -268,8 +302,11 @@ class AlertWorker:
                     self.engine.refresh(conn)
                 if time.monotonic() >= next_tick:
                     next_tick = time.monotonic() + self.process.tick_s
+                    t0 = time.monotonic()
                     saved = self.engine.tick(conn, self.clock())
                     self.engine.refresh(conn)
+                    if time.monotonic() - t0 > SLOW_SECONDS:
+                        log.warning("tick took %.2f s", time.monotonic() - t0)
                     if any(s.loud for s in saved):
                         self._wake_notifier.set()
             except psycopg.Error as exc:
@@ -396,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     while not done.wait(1.0):
         if not worker.alive:
             log.error("a worker thread died; exiting so the supervisor restarts the worker")
-            worker.client.loop_stop()
+            for client in worker.clients:
+                client.loop_stop()
             return 1
     worker.stop()
     log.info("stopped; %s", worker.stats)
