@@ -34,9 +34,9 @@ NOT_SIGNED_IN = "not signed in"
 
 
 def auth_settings(request: Request) -> AuthSettings:
-    """Settings from app.state.settings.auth, else app.state.auth_settings, else the environment."""
+    """Settings from app.state.auth_settings, else app.state.settings.auth, else the environment."""
     state = request.app.state
-    found = getattr(getattr(state, "settings", None), "auth", None) or getattr(state, "auth_settings", None)
+    found = getattr(state, "auth_settings", None) or getattr(getattr(state, "settings", None), "auth", None)
     if not isinstance(found, AuthSettings):
         found = AuthSettings()
         state.auth_settings = found
