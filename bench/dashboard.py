@@ -11,8 +11,8 @@ Method.
    townships of ten villages, two meal points a village, devices per point (agent, card reader,
    gas detector, electric meter, a camera at every other point); 90 days of diner events (20 to
    150 regulars a point, lunch every day, dinner and breakfast at some points, weekday dips),
-   camera counts every 10 minutes of a meal, telemetry (three channels a point: 10-minute summaries
-   for the older days, 1-minute summaries for the last day), safety events and open alerts at a few
+   camera counts every 10 minutes of a meal, telemetry (three channels a point: 1-minute summaries
+   for the last day, hourly summaries before), safety events and open alerts at a few
    points.
 2. The real server (`python -m server.app`, uvicorn, one process) runs against that database.
 3. `--users` users each sign in through POST /api/v1/auth/login (their own session cookie; the
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import socket
@@ -108,30 +109,37 @@ class Sample:
     ok: bool
 
 
-async def _user(base: str, username: str, points: list[str], until: float, think: float, seed: int,
+LOGIN_CONCURRENCY = 4  # argon2 is meant to be slow; people do not all sign in in the same second
+
+
+async def _sign_in(client: Any, username: str, gate: asyncio.Semaphore) -> None:
+    async with gate:
+        r = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+        r.raise_for_status()
+        (await client.get("/")).raise_for_status()  # warm-up, not counted
+
+
+async def _user(client: Any, points: list[str], until: float, think: float, seed: int,
                 samples: list[Sample]) -> None:
     import httpx
 
     rnd = random.Random(seed)
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        r = await client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
-        r.raise_for_status()
-        await client.get("/")  # warm-up, not counted
-        pages = ["overview", "point"]
-        i = 0
-        while time.monotonic() < until:
-            page = pages[i % 2]
-            i += 1
-            url = "/" if page == "overview" else f"/points/{rnd.choice(points)}"
-            t0 = time.perf_counter()
-            try:
-                resp = await client.get(url)
-                ok = resp.status_code == 200 and len(resp.content) > 0
-            except httpx.HTTPError:
-                ok = False
-            samples.append(Sample(page, (time.perf_counter() - t0) * 1000, ok))
-            if think > 0:
-                await asyncio.sleep(rnd.uniform(0.5, 1.5) * think)
+    await asyncio.sleep(rnd.uniform(0, max(think, 0.01)))  # users do not start in lock step
+    pages = ["overview", "point"]
+    i = 0
+    while time.monotonic() < until:
+        page = pages[i % 2]
+        i += 1
+        url = "/" if page == "overview" else f"/points/{rnd.choice(points)}"
+        t0 = time.perf_counter()
+        try:
+            resp = await client.get(url)
+            ok = resp.status_code == 200 and len(resp.content) > 0
+        except httpx.HTTPError:
+            ok = False
+        samples.append(Sample(page, (time.perf_counter() - t0) * 1000, ok))
+        if think > 0:
+            await asyncio.sleep(rnd.uniform(0.5, 1.5) * think)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -142,9 +150,21 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def run_users(base: str, users: list[tuple[str, list[str]]], duration: float, think: float) -> list[Sample]:
+    """Sign every user in (a few at a time), then run them all for `duration` seconds."""
+    import httpx
+
     samples: list[Sample] = []
-    until = time.monotonic() + duration
-    await asyncio.gather(*(_user(base, name, pts, until, think, i, samples) for i, (name, pts) in enumerate(users)))
+    clients = [httpx.AsyncClient(base_url=base, timeout=30) for _ in users]
+    try:
+        gate = asyncio.Semaphore(LOGIN_CONCURRENCY)
+        await asyncio.gather(*(_sign_in(c, name, gate) for c, (name, _) in zip(clients, users, strict=True)))
+        progress(f"{len(users)} users signed in")
+        until = time.monotonic() + duration
+        await asyncio.gather(*(_user(c, pts, until, think, i, samples)
+                               for i, (c, (_, pts)) in enumerate(zip(clients, users, strict=True))))
+    finally:
+        for c in clients:
+            await c.aclose()
     return samples
 
 
@@ -158,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think", type=float, default=1.0, help="mean think time in seconds (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the generated database")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[bench] %(message)s")
 
     from server.db.migrate import migrate
 

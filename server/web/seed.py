@@ -3,8 +3,9 @@
 Townships of ten villages with two meal points a village; devices per point (agent, card reader, gas
 detector, electric meter, a camera at every other point); diner events over `days` days (20 to 150
 regulars a point, lunch every day, dinner and breakfast at some points, fewer at weekends, a few
-repeated taps); camera counts every 10 minutes of a meal; telemetry (three channels a point: 10-minute
-summaries, 1-minute summaries for the last day); open gas alerts with their safety events at a few
+repeated taps); camera counts every 10 minutes of a meal; telemetry (three channels a point: 1-minute
+summaries for the last `telemetry_minutes_days`, hourly summaries before: the pages read a day at
+most, and a full 90 days of minutes would be 35 M rows to generate); open gas alerts with their safety events at a few
 points. Deterministic for a given seed and `now`.
 """
 
@@ -151,7 +152,7 @@ def seed_county(conn: psycopg.Connection[Any], now: datetime, n_points: int, day
                 prng = random.Random(f"{seed}:tel:{p.id}")
                 at = start_all
                 while at < now:
-                    period = 60 if at >= fine_from else 600
+                    period = 60 if at >= fine_from else 3600
                     at += timedelta(seconds=period)
                     for device, channel, unit, base, spread in channels:
                         reading = max(0.0, base + prng.gauss(0, spread / 3))
