@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from firmware_bridge.contract.messages import DinerKind, Meal
 from server.subsidy.records import CameraCount, Exclusion, ExclusionReason, MealLine, Tap
+from server.vision.crosscheck import DEFAULT_EXCESS_RATIO, DEFAULT_MIN_EXCESS, checkins_exceed
 
 MEAL_ORDER = {m: i for i, m in enumerate(Meal)}
 
@@ -55,8 +56,8 @@ class AnomalySettings(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    camera_excess_min: int = Field(default=2, ge=0)
-    camera_excess_ratio: Decimal = Field(default=Decimal("0.10"), ge=0)
+    camera_excess_min: int = Field(default=DEFAULT_MIN_EXCESS, ge=0)
+    camera_excess_ratio: Decimal = Field(default=DEFAULT_EXCESS_RATIO, ge=0)
     repeat_taps_min: int = Field(default=3, ge=2)
     spike_factor: Decimal = Field(default=Decimal("1.5"), gt=1)
     spike_min_extra: int = Field(default=5, ge=1)
@@ -109,8 +110,8 @@ def camera_excess(
     flags = []
     for c in camera:
         n = taps.get((c.point_id, c.day, c.meal), 0)
-        excess = n - c.count
-        if excess > settings.camera_excess_min and excess > settings.camera_excess_ratio * c.count:
+        # The one definition, shared with the camera API (server.vision.crosscheck).
+        if checkins_exceed(n, c.count, settings.camera_excess_min, settings.camera_excess_ratio):
             flags.append(
                 AnomalyFlag(
                     AnomalyKind.CAMERA_EXCESS,
