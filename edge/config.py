@@ -39,7 +39,7 @@ from .errors import ConfigError
 from .inputs.bus import SerialBusConfig
 from .inputs.cards import Em4100ReaderConfig, IdCardReaderConfig, KeyboardReaderConfig, LineReaderConfig
 from .safety import SafetyConfig
-from .vision.capture import CameraInputConfig
+from .vision.config import CameraInputConfig
 
 if TYPE_CHECKING:
     from .events import Input

@@ -26,23 +26,22 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
-from pydantic import Field
 
 from edge.clock import Clock, SystemClock
 from edge.events import Emitter, Input, Lane
 from firmware_bridge.contract import Channel
-from firmware_bridge.contract.topics import ID_PATTERN
 
-from .counter import CounterConfig, HeadCountConfig, HeadCounter, PeopleCounter, Strict, median_count
-from .debug import DebugConfig, DebugRecorder
+from .config import CameraInputConfig, CaptureConfig, CounterConfig, HeadCountConfig, Strict  # noqa: F401
+from .counter import HeadCounter, PeopleCounter, median_count
+from .debug import DebugRecorder
 from .errors import CameraError
 
 if TYPE_CHECKING:
-    from edge.inputs import InputContext
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -50,28 +49,6 @@ POLL_SECONDS = 0.1
 GRABBER_JOIN_SECONDS = 0.5
 
 
-class CaptureConfig(Strict):
-    """One camera: where its frames come from, what to count, how to report."""
-
-    device_id: str = Field(default="camera1", pattern=ID_PATTERN)
-    source: int | str = Field(default=0, description="V4L2 index, /dev/videoN, rtsp://… URL or a video file")
-    backend: Literal["auto", "v4l2", "ffmpeg"] = "auto"
-    capture_width: int | None = Field(default=None, ge=64, description="Ask the camera for this width")
-    capture_height: int | None = Field(default=None, ge=48)
-    counter: CounterConfig | None = Field(default=CounterConfig(), description="Entrance counting; None = off")
-    headcount: HeadCountConfig | None = Field(default=None, description="Seated head count; None = off")
-    occupancy_every_s: float = Field(default=300.0, gt=0, description="How often an occupancy snapshot is taken")
-    period_s: int = Field(default=60, ge=1, le=3600, description="Counts are reported per this many seconds")
-    watchdog_s: float = Field(default=5.0, gt=0, description="No frame for this long: reconnect, report offline")
-    open_timeout_s: float = Field(default=10.0, gt=0)
-    reconnect_min_s: float = Field(default=1.0, ge=0)
-    reconnect_max_s: float = Field(default=30.0, ge=0)
-    health_every_s: float = Field(default=60.0, gt=0)
-    file_timing: Literal["video", "wall"] = Field(
-        default="video", description="Time file frames by the file's frame rate (replay) or by the wall clock",
-    )
-    loop_file: bool = Field(default=True, description="Reopen a file source at its end")
-    debug: DebugConfig = DebugConfig()
 
 
 class FrameSource(Protocol):
@@ -403,12 +380,3 @@ class VisionInput(Input):
             log.exception("could not store camera health")
 
 
-class CameraInputConfig(Strict):
-    """The agent's `type: camera` input (add it to edge.config.InputConfig's union)."""
-
-    type: Literal["camera"]
-    name: str | None = Field(default=None, max_length=64, description="Thread name; defaults to the type")
-    camera: CaptureConfig
-
-    def build(self, ctx: InputContext) -> VisionInput:
-        return VisionInput(self.camera, clock=ctx.clock)

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from pydantic import AwareDatetime, Field, ValidationError, field_validator
+from pydantic import AwareDatetime, Field, ValidationError
 
 from edge.clock import Clock
 
-from .counter import FrameResult, PeopleCounter, Strict
+from .config import DebugConfig, Strict
+from .counter import FrameResult, PeopleCounter
 from .errors import DebugModeError
 
 log = logging.getLogger(__name__)
@@ -30,24 +31,6 @@ FILE_PREFIX = "yangyi-debug-"
 FUTURE_SKEW_SECONDS = 120  # a request dated further ahead than this is refused (clock games)
 
 
-class DebugConfig(Strict):
-    directory: Path = Field(default=Path("/var/lib/yangyi/vision-debug"), description="Local directory for frames")
-    request_file: Path = Field(
-        default=Path("/var/lib/yangyi/vision-debug.request"),
-        description="Written on the device by `yangyi-vision debug on`; its presence is the request",
-    )
-    max_minutes: float = Field(default=30.0, gt=0, le=240, description="Longest debug session, whatever is asked")
-    every_s: float = Field(default=1.0, gt=0, description="At most one frame per this many seconds")
-    max_files: int = Field(default=1800, ge=1, description="Stop writing after this many frames in a session")
-    retain_hours: float = Field(default=24.0, gt=0, le=24 * 7, description="Debug frames are deleted after this")
-    check_every_s: float = Field(default=2.0, ge=0, description="How often the request file is looked at")
-
-    @field_validator("directory", "request_file")
-    @classmethod
-    def _absolute(cls, v: Path) -> Path:
-        if not v.is_absolute():
-            raise ValueError("must be an absolute path on the device")
-        return v
 
 
 class DebugRequest(Strict):
