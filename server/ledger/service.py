@@ -276,8 +276,8 @@ class LedgerService:
         start = self.day_start(min(w[1] for w in wanted))
         end = self.day_start(max(w[2] for w in wanted))
         s = self.settings
-        readings = repository.day_readings(conn, ids, start, end, self.timezone, s.voltage_low_v, s.voltage_high_v)
-        coverage = repository.day_coverage(conn, ids, start, end, self.timezone)
+        readings, coverage = repository.day_summaries(conn, ids, start, end, self.timezone, s.voltage_low_v,
+                                                      s.voltage_high_v)
         alarms = repository.sensor_alarms(conn, ids, start, end)
         alerts: list[DayAlerts] | None = None
         if repository.alerts_available(conn):
