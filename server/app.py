@@ -25,6 +25,7 @@ from server.registry.router import router as registry_router
 from server.safety.router import router as safety_router
 from server.settings import Settings, load_settings
 from server.telemetry.router import router as telemetry_router
+from server.vision.router import router as vision_router
 from server.web.router import router as web_router
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 # with {point_id} answer only inside the caller's scope; list routes named here filter by scope.
 OPEN_ROUTERS = (health.router, auth_router, alert_ack_router, web_router)
 GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router, safety_router, alerts_router,
-                   ledger_router, elders_router)
+                   ledger_router, elders_router, vision_router)
 SCOPE_AWARE_ROUTES = frozenset({"list_points"}) | LEDGER_SCOPE_AWARE_ROUTES
 
 
