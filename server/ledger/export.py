@@ -157,14 +157,12 @@ def build_workbook(ledger: PlaceMonth) -> Workbook:
     ]
     s.sheet("概况", [("项目", "item"), ("键", "key"), ("值", "value")], summary)
 
-    alert_rows = [] if alerts is None else [
+    alert_rows: list[list[Any]] = [[NO_ALERT_TABLES]] if alerts is None else [
         [a["id"], a["point_id"], names.get(a["point_id"]), a["device_id"], a["condition"],
          HAZARD_ZH.get(a["hazard"], a["hazard"]), SEVERITY_ZH.get(a["peak_severity"], a["peak_severity"]),
          STATE_ZH.get(a["state"], a["state"]), a["opened_at"], a["last_seen"], a["count"], a["last_value"], a["unit"],
          a["ack_by"], a["ack_at"], a["ack_channel"], a["confirmed_by"], a["confirmed_at"], a["confirm_note"],
          a["cleared_at"], a["resolved_at"], a["resolved_by"], a["message"]] for a in alerts]
-    if alerts is None:
-        alert_rows = [[NO_ALERT_TABLES]]
     s.sheet("告警记录", [
         ("告警编号", "id"), ("助餐点编号", "point_id"), ("助餐点", "point_name"), ("设备", "device_id"),
         ("条件", "condition"), ("类别", "hazard"), ("最高级别", "peak_severity"), ("状态", "state"),
