@@ -1,29 +1,28 @@
-"""Property: over random months the settlement equals a small reference and every tap lands exactly once.
+"""Property (hypothesis): over random months the settlement equals a small reference and every tap lands once.
 
-Random months have random elders (ages around the 60 and 70 boundaries, birthdays inside the month,
-categories starting and ending mid-month, non-locals with and without long residence, moves and
-deaths), lost and replaced cards, unknown cards and points, repeats, deliveries, taps outside the
-windows, and the policy change of 15 June. Seeded: each seed is one reproducible month.
+The months come from months.py: random elders around the age boundaries, categories starting and
+ending mid-month, non-locals, moves and deaths, lost and replaced cards, resident ID cards, unknown
+cards and points, repeats, deliveries, taps outside the windows, and the policy change of 15 June.
 """
 
 from __future__ import annotations
 
-import random
 from collections import Counter, defaultdict
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from firmware_bridge.contract.messages import DinerKind, Meal
-from server.subsidy.eligibility import CategoryGrant, Elder, ElderStatus
+from server.subsidy.eligibility import Elder, ElderStatus
 from server.subsidy.policy import Category, PolicyBook, parse_policies
 from server.subsidy.settlement import CardBinding, CardState, Level, Month, PointPlace, Tap, settle
 
-from .conftest import POLICY_YAML, TZ, id_number, make_points
+from .conftest import POLICY_YAML, TZ
+from .months import RandomMonth, months
 
 JUNE = Month(2024, 6)
-SEEDS = range(150)
 
 
 def reference(
@@ -123,61 +122,12 @@ def reference(
     return out
 
 
-def random_month(rng: random.Random) -> tuple[list[Tap], list[CardBinding], list[Elder], list[PointPlace]]:
-    first = date(2024, 6, 1)
-    points = make_points()
-    elders: list[Elder] = []
-    bindings: list[CardBinding] = []
-    for i in range(rng.randint(1, 14)):
-        age_on_first = rng.choice([55, 59, 60, 64, 69, 69, 70, 75, 90])
-        born = date(2024 - age_on_first, 6, 1) - timedelta(days=rng.randint(0, 364))
-        grants = []
-        for _ in range(rng.choice([0, 0, 1, 2])):
-            start = first + timedelta(days=rng.randint(-40, 25))
-            end = None if rng.random() < 0.5 else start + timedelta(days=rng.randint(0, 40))
-            grants.append(CategoryGrant(rng.choice(list(Category)), start, "证明", end))
-        status, status_date = ElderStatus.ACTIVE, None
-        if rng.random() < 0.15:
-            status = rng.choice([ElderStatus.MOVED, ElderStatus.DECEASED])
-            status_date = first + timedelta(days=rng.randint(0, 29))
-        hukou_local = rng.random() < 0.8
-        since = None if hukou_local or rng.random() < 0.3 else date(2022, 6, 1) + timedelta(days=rng.randint(-30, 30))
-        elders.append(
-            Elder(f"E{i}", "王小明", id_number(born, i), hukou_local, since, tuple(grants), status, status_date)
-        )
-        bound = datetime(2020, 1, 1, tzinfo=TZ)
-        if rng.random() < 0.15:
-            # Lost mid-month and replaced by a new card the next day.
-            lost = datetime.combine(first + timedelta(days=rng.randint(0, 28)), time(rng.randint(0, 23)), TZ)
-            bindings.append(CardBinding(f"C{i}", f"E{i}", bound, state=CardState.LOST, state_since=lost))
-            bindings.append(CardBinding(f"C{i}b", f"E{i}", lost + timedelta(days=1)))
-        else:
-            bindings.append(CardBinding(f"C{i}", f"E{i}", bound))
-    cards = [b.card_id for b in bindings] + ["UNKNOWN"]
-    taps: list[Tap] = []
-    for seq in range(rng.randint(0, 300)):
-        day = first + timedelta(days=rng.randint(0, 29))
-        moment = datetime.combine(
-            day, time(rng.choice([9, 10, 11, 12, 13, 14, 16, 17, 18, 19]), rng.randint(0, 59)), TZ
-        )
-        point = rng.choice(["P1", "P2", "P3", "P4", "P4", "P9"] if rng.random() < 0.05 else ["P1", "P2", "P3", "P4"])
-        kind = DinerKind.DELIVERY if rng.random() < 0.1 else DinerKind.TAP
-        taps.append(Tap(point, rng.choice(["r1", "r2"]), seq, moment, rng.choice(cards), kind))
-        if rng.random() < 0.1:  # a double tap
-            taps.append(Tap(point, "r1", 10_000 + seq, moment + timedelta(seconds=20), taps[-1].card_id, kind))
-    return taps, bindings, elders, points
+BOOKS = [parse_policies(POLICY_YAML), parse_policies(POLICY_YAML.replace("    max_meals_per_day: 2\n", ""))]
 
 
-@pytest.fixture(scope="module")
-def books() -> list[PolicyBook]:
-    return [parse_policies(POLICY_YAML), parse_policies(POLICY_YAML.replace("    max_meals_per_day: 2\n", ""))]
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_settlement_matches_the_reference_and_reconciles(seed: int, books: list[PolicyBook]) -> None:
-    rng = random.Random(seed)
-    book = books[seed % 2]
-    taps, bindings, elders, points = random_month(rng)
+def check_against_reference(month: RandomMonth, book: PolicyBook) -> None:
+    """Settle `month` and compare it with the reference tap by tap and level by level."""
+    taps, bindings, elders, points = month.taps, month.bindings, month.elders, month.points
     result = settle(JUNE, taps=taps, bindings=bindings, elders=elders, points=points, policies=book)
 
     # Every tap is placed exactly once.
@@ -211,23 +161,25 @@ def test_settlement_matches_the_reference_and_reconciles(seed: int, books: list[
     assert dict(result.county.excluded) == dict(reasons)
 
 
-def test_the_random_months_exercise_every_reason(books: list[PolicyBook]) -> None:
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(month=months(), one_meal_a_day=st.booleans())
+def test_settlement_matches_the_reference_and_reconciles(month: RandomMonth, one_meal_a_day: bool) -> None:
+    check_against_reference(month, BOOKS[int(one_meal_a_day)])
+
+
+def test_the_random_months_reach_every_reason() -> None:
+    """The generator is not vacuous: a fixed run of it reaches every exclusion reason and subsidised meals."""
     seen: Counter[str] = Counter()
-    for seed in SEEDS:
-        rng = random.Random(seed)
-        taps, bindings, elders, points = random_month(rng)
-        book = books[seed % 2]
-        seen.update(r for r, _, _ in reference(taps, bindings, elders, points, book).values())
-    expected = {
-        "counted",
-        "unknown_point",
-        "unknown_card",
-        "card_lost",
-        "outside_window",
-        "elder_moved",
-        "elder_deceased",
-        "not_eligible",
-        "repeat",
-        "over_daily_limit",
-    }
+
+    @settings(max_examples=150, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(months())
+    def collect(month: RandomMonth) -> None:
+        for book in BOOKS:
+            seen.update(r for r, _, _ in reference(month.taps, month.bindings, month.elders, month.points,
+                                                   book).values())
+
+    collect()
+    expected = {"counted", "unknown_point", "unknown_card", "card_lost", "outside_window", "elder_moved",
+                "elder_deceased", "not_eligible", "repeat", "over_daily_limit"}
     assert expected <= set(seen), seen
