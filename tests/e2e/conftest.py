@@ -100,7 +100,7 @@ class Proc:
     def log_text(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
 
-    def wait_log(self, needle: str, timeout: float = 15.0, count: int = 1) -> None:
+    def wait_log(self, needle: str, timeout: float = 30.0, count: int = 1) -> None:
         """Wait until `needle` appears `count` times in the log; fail early if the process died."""
         deadline = time.monotonic() + timeout
         while self.log_text().count(needle) < count:
@@ -254,7 +254,7 @@ def agent_factory(e2e_point: E2EPoint, tmp_path: Path) -> Iterator[Callable[...,
         before = proc.log_text().count(AGENT_ONLINE)
         started.append(proc.start())
         if wait_online:
-            proc.wait_log(AGENT_ONLINE, timeout=15, count=before + 1)
+            proc.wait_log(AGENT_ONLINE, timeout=30, count=before + 1)
         return proc
 
     yield make
