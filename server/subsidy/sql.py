@@ -1,0 +1,341 @@
+"""The settlement as one set-based query, for months too large for the pure path (a province).
+
+It applies the rules of server.subsidy.settlement, in the same order, inside TimescaleDB:
+
+    diner_events of the month ─┬─ placed point?         (_places: meal points with township and village)
+                               ├─ binding at tap time   (cards, or the elder's own resident ID card)
+                               ├─ lost / replaced card
+                               ├─ policy of the day     (_days: the version in force per local date)
+                               ├─ meal slot             (_slots: per version, minute of day and tap kind —
+                               │                         built by calling SubsidyPolicy.meal_at itself)
+                               ├─ moved / deceased, local or long-term resident, age on the day
+                               ├─ best category         (_ageband: best band rank per age; _grants: best
+                               │                         registered rank per elder and day, any / special)
+                               ├─ repeat                row_number per (elder, day, slot) in tap order
+                               └─ daily limit           row_number per (elder, day) over first-of-slot taps
+
+Tap order is (time, point, device, seq, card) with text compared in the "C" collation, as Python
+compares strings. Per-tap outcomes (`outcomes`) serve the equality check against the pure path;
+`totals` aggregates them per point in the database and rolls up to village, township and county in
+Python (a few thousand rows). The SQL path computes no anomaly flags and no content hash: a month is
+signed from the pure run, and the SQL run is for volume and cross-checking.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from firmware_bridge.contract.messages import DinerKind
+from server.subsidy.policy import Category, PolicyBook, SubsidyPolicy
+from server.subsidy.records import AdjustmentLine, ExclusionReason, Month, PointPlace, TapKey
+from server.subsidy.repository import month_bounds
+from server.subsidy.settlement import CATEGORY_ORDER, LEVEL_ORDER, CategoryTotal, Level, Total
+
+logger = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[Any]
+ZERO = Decimal("0.00")
+MAX_AGE = 200
+REASON_ORDER = {r: i for i, r in enumerate(ExclusionReason)}
+# Large sorts for the two window passes; set for this transaction only.
+WORK_MEM = "512MB"
+
+
+def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointPlace]) -> list[SubsidyPolicy]:
+    """Create and fill the parameter tables of this transaction; return the versions in force in the month."""
+    conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+    for name in ("_places", "_days", "_slots", "_ageband", "_ranks", "_amounts", "_params", "_grants"):
+        conn.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
+    conn.execute("CREATE TEMP TABLE _places (point_id text PRIMARY KEY, township_id bigint, village_id bigint)"
+                 " ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE _days (day date PRIMARY KEY, version text NOT NULL) ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE _slots (version text, minute int, kind text, meal text,"
+                 " PRIMARY KEY (version, minute, kind)) ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE _ageband (version text, age int, rank int, PRIMARY KEY (version, age))"
+                 " ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE _ranks (version text, category text, rank int, special boolean,"
+                 " PRIMARY KEY (version, category)) ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE _amounts (version text, category text, meal text, amount numeric(10, 2),"
+                 " PRIMARY KEY (version, category, meal)) ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE _params (version text PRIMARY KEY, max_meals int, special_min_age int,"
+                 " allow_non_local boolean, long_term_min_years int) ON COMMIT DROP")
+    used: dict[str, SubsidyPolicy] = {}
+    days: list[tuple[date, str]] = []
+    for day in month.days():
+        policy = book.in_force(day)
+        if policy is not None:
+            used[policy.version] = policy
+            days.append((day, policy.version))
+    slots: list[tuple[str, int, str, str]] = []
+    ageband: list[tuple[str, int, int]] = []
+    ranks: list[tuple[str, str, int, bool]] = []
+    amounts: list[tuple[str, str, str, Decimal]] = []
+    params: list[tuple[str, int, int, bool, int]] = []
+    for v, p in used.items():
+        for minute in range(24 * 60):
+            for kind in DinerKind:
+                meal = p.meal_at(time(minute // 60, minute % 60), kind)
+                if meal is not None:
+                    slots.append((v, minute, str(kind), str(meal)))
+        for age in range(MAX_AGE + 1):
+            held = [b.category for b in p.age_bands if age >= b.min_age]
+            if held:
+                ageband.append((v, age, min(p.rank(c) for c in held)))
+        for c in p.amounts:
+            ranks.append((v, str(c), p.rank(c), c in p.special_groups))
+            for meal in p.meal_windows:
+                amounts.append((v, str(c), str(meal), p.amount(c, meal)))
+        params.append((v, p.max_meals_per_day, p.special_min_age, p.allow_non_local, p.long_term_min_years))
+    with conn.cursor() as cur:
+        for table, rows in (
+            ("_places (point_id, township_id, village_id)",
+             [(p.point_id, int(p.township_id), int(p.village_id)) for p in points]),
+            ("_days (day, version)", days),
+            ("_slots (version, minute, kind, meal)", slots),
+            ("_ageband (version, age, rank)", ageband),
+            ("_ranks (version, category, rank, special)", ranks),
+            ("_amounts (version, category, meal, amount)", amounts),
+            ("_params (version, max_meals, special_min_age, allow_non_local, long_term_min_years)", params),
+        ):
+            with cur.copy(f"COPY {table} FROM STDIN") as cp:
+                for row in rows:
+                    cp.write_row(row)
+    conn.execute(
+        "CREATE TEMP TABLE _grants ON COMMIT DROP AS"
+        " SELECT g.elder_id, dy.day, min(r.rank) AS any_rank, min(r.rank) FILTER (WHERE r.special) AS special_rank"
+        " FROM elder_categories g"
+        " JOIN _days dy ON dy.day >= g.valid_from AND (g.valid_to IS NULL OR dy.day <= g.valid_to)"
+        " JOIN _ranks r ON r.version = dy.version AND r.category = g.category"
+        " GROUP BY 1, 2"
+    )
+    conn.execute("CREATE INDEX ON _grants (elder_id, day)")
+    conn.execute("ANALYZE _places; ANALYZE _days; ANALYZE _slots; ANALYZE _ageband; ANALYZE _ranks;"
+                 " ANALYZE _amounts; ANALYZE _params; ANALYZE _grants")
+    return sorted(used.values(), key=lambda p: p.effective_from)
+
+
+_TAP_ORDER = 'time, point_id COLLATE "C", device_id COLLATE "C", seq, card_id COLLATE "C"'
+
+_AGE = (
+    "(extract(year FROM s.day) - extract(year FROM el.birth_date)"
+    " - ((extract(month FROM s.day), extract(day FROM s.day))"
+    "    < (extract(month FROM el.birth_date), extract(day FROM el.birth_date)))::int)::int"
+)
+_RESIDENT_YEARS = (
+    "(extract(year FROM s.day) - extract(year FROM el.resident_since)"
+    " - ((extract(month FROM s.day), extract(day FROM s.day))"
+    "    < (extract(month FROM el.resident_since), extract(day FROM el.resident_since)))::int)"
+)
+
+_OUTCOMES = f"""
+WITH t AS (
+    SELECT d.time, d.point_id, d.device_id, d.seq, d.card_id, d.kind, d.time AT TIME ZONE %(tz)s AS lt
+    FROM diner_events d
+    WHERE d.time >= %(start)s AND d.time < %(end)s {{filter}}
+), b AS (
+    SELECT t.time, t.point_id, t.device_id, t.seq, t.card_id, t.kind, t.lt::date AS day,
+           (extract(hour FROM t.lt) * 60 + extract(minute FROM t.lt))::int AS minute,
+           pl.point_id IS NOT NULL AS placed,
+           coalesce(c.elder_id, ie.id) AS elder_id,
+           coalesce(c.state <> 'active' AND t.time >= c.state_since, false) AS lost
+    FROM t
+    LEFT JOIN _places pl ON pl.point_id = t.point_id
+    LEFT JOIN cards c ON c.card_id = t.card_id AND c.bound_from <= t.time
+                     AND (c.bound_to IS NULL OR t.time < c.bound_to)
+    LEFT JOIN elders ie ON t.card_id LIKE 'ID:%%' AND ie.id_number = substr(t.card_id, 4)
+), s AS (
+    SELECT b.*, dy.version, sl.meal
+    FROM b
+    LEFT JOIN _days dy ON dy.day = b.day
+    LEFT JOIN _slots sl ON sl.version = dy.version AND sl.minute = b.minute AND sl.kind = b.kind
+), e AS (
+    SELECT s.*, pa.max_meals,
+           CASE WHEN ab.rank IS NOT NULL THEN least(ab.rank, gr.any_rank)
+                WHEN {_AGE} >= pa.special_min_age THEN gr.special_rank END AS best,
+           CASE WHEN NOT s.placed THEN 'unknown_point'
+                WHEN s.elder_id IS NULL THEN 'unknown_card'
+                WHEN s.lost THEN 'card_lost'
+                WHEN s.version IS NULL THEN 'no_policy'
+                WHEN s.meal IS NULL THEN 'outside_window'
+                WHEN el.status = 'moved' AND s.day >= el.status_date THEN 'elder_moved'
+                WHEN el.status = 'deceased' AND s.day >= el.status_date THEN 'elder_deceased'
+                WHEN NOT (el.hukou_local OR pa.allow_non_local
+                          OR (el.resident_since IS NOT NULL AND el.resident_since <= s.day
+                              AND {_RESIDENT_YEARS} >= pa.long_term_min_years)) THEN 'not_eligible'
+                WHEN (CASE WHEN ab.rank IS NOT NULL THEN least(ab.rank, gr.any_rank)
+                           WHEN {_AGE} >= pa.special_min_age THEN gr.special_rank END) IS NULL
+                     THEN 'not_eligible'
+           END AS reason
+    FROM s
+    LEFT JOIN elders el ON el.id = s.elder_id
+    LEFT JOIN _params pa ON pa.version = s.version
+    LEFT JOIN _ageband ab ON ab.version = s.version AND ab.age = {_AGE}
+    LEFT JOIN _grants gr ON gr.elder_id = s.elder_id AND gr.day = s.day
+), q AS (
+    SELECT e.*, row_number() OVER (PARTITION BY e.reason IS NULL, e.elder_id, e.day, e.meal
+                                   ORDER BY {_TAP_ORDER}) AS slot_rn
+    FROM e
+), r AS (
+    SELECT q.*, row_number() OVER (PARTITION BY q.reason IS NULL AND q.slot_rn = 1, q.elder_id, q.day
+                                   ORDER BY {_TAP_ORDER}) AS day_rn
+    FROM q
+), o AS (
+    SELECT r.point_id, r.device_id, r.seq, r.time, r.card_id, r.elder_id, r.day, r.meal, r.version,
+           CASE WHEN r.reason IS NOT NULL THEN r.reason
+                WHEN r.slot_rn > 1 THEN 'repeat'
+                WHEN r.day_rn > r.max_meals THEN 'over_daily_limit' END AS outcome,
+           r.best
+    FROM r
+)
+"""
+
+_OUTCOME_ROWS = """
+SELECT o.point_id, o.device_id, o.seq, o.time, o.outcome, ra.category, coalesce(am.amount, 0.00)
+FROM o
+LEFT JOIN _ranks ra ON o.outcome IS NULL AND ra.version = o.version AND ra.rank = o.best
+LEFT JOIN _amounts am ON am.version = o.version AND am.category = ra.category AND am.meal = o.meal
+{where}
+"""
+
+_POINT_TOTALS = """
+SELECT o.point_id, o.outcome, ra.category, count(*)::bigint, coalesce(sum(am.amount), 0.00)
+FROM o
+LEFT JOIN _ranks ra ON o.outcome IS NULL AND ra.version = o.version AND ra.rank = o.best
+LEFT JOIN _amounts am ON am.version = o.version AND am.category = ra.category AND am.meal = o.meal
+GROUP BY 1, 2, 3
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the SQL path decided for one tap: reason None means subsidised at `amount` under `category`."""
+
+    reason: ExclusionReason | None
+    category: Category | None
+    amount: Decimal
+
+
+def outcomes(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointPlace],
+             only_points: Sequence[str] | None = None) -> dict[TapKey, Outcome]:
+    """Per-tap outcomes of the month (reported for `only_points` when given; computed over all taps)."""
+    _prepare(conn, month, book, points)
+    start, end = month_bounds(month, book)
+    where = "" if only_points is None else "WHERE o.point_id = ANY(%(only)s)"
+    query = (_OUTCOMES.format(filter="") + _OUTCOME_ROWS.format(where=where))
+    out: dict[TapKey, Outcome] = {}
+    with conn.cursor(binary=True) as cur:
+        cur.execute(query, {"tz": book.timezone, "start": start, "end": end, "only": list(only_points or ())})
+        for point, device, seq, at, reason, category, amount in cur:
+            out[(point, device, seq, at)] = Outcome(
+                ExclusionReason(reason) if reason else None, Category(category) if category else None,
+                Decimal(amount).quantize(Decimal("0.01")),
+            )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SqlSettlement:
+    """Totals of the SQL path, in the pure path's Total records, and the versions in force."""
+
+    month: Month
+    policies: tuple[SubsidyPolicy, ...]
+    totals: tuple[Total, ...]
+
+    @property
+    def county(self) -> Total:
+        return next(t for t in self.totals if t.level is Level.COUNTY)
+
+
+class _Acc:
+    __slots__ = ("adjustments", "by_cat", "excluded", "meals", "taps")
+
+    def __init__(self) -> None:
+        self.by_cat: dict[Category, list[Any]] = {}
+        self.excluded: dict[ExclusionReason, int] = defaultdict(int)
+        self.meals = 0
+        self.adjustments = ZERO
+        self.taps = 0
+
+    def add(self, reason: ExclusionReason | None, category: Category | None, n: int, amount: Decimal) -> None:
+        self.taps += n
+        if reason is not None:
+            self.excluded[reason] += n
+            return
+        assert category is not None
+        slot = self.by_cat.setdefault(category, [0, ZERO])
+        slot[0] += n
+        slot[1] += amount
+        self.meals += n
+
+    def freeze(self, level: Level, unit: str, name: str, township: str | None, village: str | None) -> Total:
+        cats = tuple(CategoryTotal(c, n, a) for c, (n, a) in sorted(self.by_cat.items(),
+                                                                    key=lambda kv: CATEGORY_ORDER[kv[0]]))
+        amount = sum((c.amount for c in cats), ZERO)
+        excluded = tuple(sorted(((r, n) for r, n in self.excluded.items() if n), key=lambda kv: REASON_ORDER[kv[0]]))
+        return Total(level, unit, name, township, village, cats, self.meals, amount, self.adjustments, excluded,
+                     self.taps)
+
+
+def roll_up(rows: Sequence[tuple[str, ExclusionReason | None, Category | None, int, Decimal]],
+            points: Sequence[PointPlace], adjustments: Sequence[AdjustmentLine] = ()) -> tuple[Total, ...]:
+    """Point rows (point, reason, category, taps, amount) summed per point, village, township and county."""
+    places = {p.point_id: p for p in points}
+    acc: dict[tuple[Level, str], _Acc] = defaultdict(_Acc)
+
+    def units(point_id: str) -> list[tuple[Level, str]]:
+        p = places.get(point_id)
+        if p is None:
+            return [(Level.COUNTY, "county")]
+        return [(Level.POINT, p.point_id), (Level.VILLAGE, p.village_id), (Level.TOWNSHIP, p.township_id),
+                (Level.COUNTY, "county")]
+
+    for point_id, reason, category, n, amount in rows:
+        for unit in units(point_id):
+            acc[unit].add(reason, category, n, amount)
+    for adj in adjustments:
+        for unit in units(adj.point_id):
+            acc[unit].adjustments += adj.delta
+    acc[(Level.COUNTY, "county")]  # the county total exists even for an empty month
+    villages = {p.village_id: p for p in points}
+    townships = {p.township_id: p for p in points}
+    out = []
+    for (level, uid), a in acc.items():
+        if level is Level.POINT:
+            p = places[uid]
+            out.append(a.freeze(level, uid, p.point_name, p.township_id, p.village_id))
+        elif level is Level.VILLAGE:
+            p = villages[uid]
+            out.append(a.freeze(level, uid, p.village_name, p.township_id, None))
+        elif level is Level.TOWNSHIP:
+            p = townships[uid]
+            out.append(a.freeze(level, uid, p.township_name, None, None))
+        else:
+            out.append(a.freeze(level, uid, "", None, None))
+    out.sort(key=lambda t: (LEVEL_ORDER[t.level], t.township_id or "", t.village_id or "", t.unit_id))
+    return tuple(out)
+
+
+def settle_sql(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointPlace],
+               adjustments: Sequence[AdjustmentLine] = ()) -> SqlSettlement:
+    """Settle the month in the database; return its totals at every level."""
+    began = datetime.now()
+    used = _prepare(conn, month, book, points)
+    start, end = month_bounds(month, book)
+    rows: list[tuple[str, ExclusionReason | None, Category | None, int, Decimal]] = []
+    with conn.cursor(binary=True) as cur:
+        cur.execute(_OUTCOMES.format(filter="") + _POINT_TOTALS, {"tz": book.timezone, "start": start, "end": end})
+        for point, reason, category, n, amount in cur:
+            rows.append((point, ExclusionReason(reason) if reason else None,
+                         Category(category) if category else None, int(n), Decimal(amount).quantize(Decimal("0.01"))))
+    totals = roll_up(rows, points, adjustments)
+    logger.info("SQL settlement of %s: %d point rows in %.1f s", month, len(rows),
+                (datetime.now() - began).total_seconds())
+    return SqlSettlement(month, tuple(used), totals)

@@ -1,0 +1,75 @@
+"""The database paths against the pure one: random months written into the real tables, then settled three ways.
+
+1. the reference (test_settlement_property.reference) on the month in memory;
+2. the pure settle() on the inputs read back by server.subsidy.repository (tests the loader);
+3. the set-based SQL path (server.subsidy.sql), per tap and in totals at every level.
+Each example runs in a transaction that is rolled back, so examples never see each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.subsidy import repository
+from server.subsidy.policy import Category
+from server.subsidy.settlement import settle
+from server.subsidy.sql import outcomes, settle_sql
+
+from .dbdata import insert_month
+from .months import RandomMonth, months
+from .test_settlement_property import BOOKS, JUNE, reference
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def db(tsdb_dsn: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(tsdb_dsn, autocommit=True) as conn:
+        yield conn
+
+
+def _settle_three_ways(conn: psycopg.Connection[Any], month: RandomMonth, book_index: int, prefix: str) -> None:
+    book = BOOKS[book_index]
+    with conn.transaction(force_rollback=True):
+        insert_month(conn, month.points, month.elders, month.bindings, month.taps, tag=prefix)
+        ours = [e.elder_id for e in month.elders]
+        points = repository.load_points(conn)
+        elders = repository.load_elders(conn, ours)
+        bindings = repository.load_bindings(conn, elders)
+        taps = repository.load_taps(conn, JUNE, book)
+        assert sorted(t.key for t in taps) == sorted(t.key for t in month.taps)
+        pure = settle(JUNE, taps=taps, bindings=bindings, elders=elders, points=points, policies=book)
+
+        expected = reference(month.taps, month.bindings, month.elders, month.points, book)
+        got = {ln.tap.key: ("counted", ln.category, ln.amount) for ln in pure.lines}
+        got.update({ex.tap.key: (str(ex.reason), None, Decimal("0.00")) for ex in pure.exclusions})
+        assert got == expected
+
+        by_sql = outcomes(conn, JUNE, book, points)
+        sql_view: dict[Any, tuple[str, Category | None, Decimal]] = {
+            k: (str(o.reason) if o.reason else "counted", o.category, o.amount) for k, o in by_sql.items()
+        }
+        assert sql_view == expected
+
+        totals = settle_sql(conn, JUNE, book, points)
+        assert totals.totals == pure.totals
+        assert totals.county.amount_due == pure.county.amount_due
+        assert [p.version for p in totals.policies] == [p.version for p in pure.policies]
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data(), book_index=st.integers(0, 1))
+def test_database_paths_equal_the_reference(db: psycopg.Connection[Any], data: st.DataObject,
+                                            book_index: int) -> None:
+    prefix = uuid.uuid4().hex[:6].upper()
+    month = data.draw(months(prefix=prefix, max_taps=200))
+    _settle_three_ways(db, month, book_index, prefix)
