@@ -85,8 +85,13 @@ def api_as(tsdb_dsn: str, mqtt_server_account: Any, clock: FakeClock) -> Iterato
 
 
 @pytest.fixture(autouse=True)
-def _clear_rosters(unique_point_id: str, mqtt_server_account: Any) -> Iterator[None]:
-    """Leave no retained roster of this test's points on the shared broker."""
+def _clear_rosters(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Leave no retained roster of an integration test's points on the shared broker."""
+    if "integration" not in request.keywords:
+        yield
+        return
+    unique_point_id: str = request.getfixturevalue("unique_point_id")
+    mqtt_server_account: Any = request.getfixturevalue("mqtt_server_account")
     yield
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-clean-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv5)
