@@ -49,6 +49,7 @@ from server.web.seed import County, seed_county
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-password-123"  # users of a throw-away database
+SEEDED_TABLES = ("meal_points", "devices", "diner_events", "count_events", "telemetry", "alerts", "safety_events")
 
 
 def progress(msg: str) -> None:
@@ -177,43 +178,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of measured load")
     parser.add_argument("--think", type=float, default=1.0, help="mean think time in seconds (0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the generated database")
+    parser.add_argument("--reuse", metavar="DATABASE", help="measure a database kept by --keep (no seeding)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="[bench] %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would skew the client
 
     from server.db.migrate import migrate
 
     admin = subprocess.run(["bash", str(ROOT / "deploy/native/timescaledb.sh"), "dsn"], check=True,
                            capture_output=True, text=True).stdout.strip()
-    name = f"yangyi_bench_dash_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
+    name = args.reuse or f"yangyi_bench_dash_{uuid.uuid4().hex[:8]}"
+    if not args.reuse:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
     dsn = admin.rsplit("/", 1)[0] + "/" + name
     proc: subprocess.Popen[bytes] | None = None
     try:
-        migrate(dsn)
-        now = datetime.now(UTC)
-        t0 = time.monotonic()
+        seed_s = 0.0
+        if not args.reuse:
+            migrate(dsn)
+            t0 = time.monotonic()
+            with psycopg.connect(dsn) as conn:
+                county = seed_county(conn, datetime.now(UTC), args.points, args.days)
+                conn.autocommit = True
+                conn.execute("ANALYZE")
+            seed_s = time.monotonic() - t0
+            progress(f"seeded {county.rows} rows in {seed_s:.0f} s")
+            with psycopg.connect(dsn) as conn:
+                create_users(conn, county, "bench")
         with psycopg.connect(dsn) as conn:
-            county = seed_county(conn, now, args.points, args.days)
-            conn.autocommit = True
-            conn.execute("ANALYZE")
-        seed_s = time.monotonic() - t0
-        progress(f"seeded {county.rows} rows in {seed_s:.0f} s")
-        with psycopg.connect(dsn) as conn:
-            logins = create_users(conn, county, "bench")
+            points = conn.execute("SELECT id, township FROM meal_points ORDER BY id").fetchall()
+            officers = conn.execute(
+                "SELECT u.username, t.name FROM auth_users u JOIN townships t ON t.id = u.township_id"
+                " WHERE u.role = 'township_officer' AND u.username LIKE 'bench%' ORDER BY u.username").fetchall()
+            rows = sum(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
+                       for table in SEEDED_TABLES)
         by_town: dict[str, list[str]] = {}
-        for p in county.points:
-            by_town.setdefault(p.township, []).append(p.id)
-        all_ids = [p.id for p in county.points]
+        for pid, town in points:
+            by_town.setdefault(town, []).append(pid)
+        all_ids = [pid for pid, _ in points]
         users: list[tuple[str, list[str]]] = []
-        officers = [u for u, role in logins if role == "township_officer"]
         for i in range(args.users):
             # Half the users are county-wide bureau viewers, half township officers (round robin).
             if i % 2 == 0 or not officers:
                 users.append(("benchviewer", all_ids))
             else:
-                k = (i // 2) % len(officers)
-                users.append((officers[k], by_town[county.townships[k]]))
+                username, town = officers[(i // 2) % len(officers)]
+                users.append((username, by_town[town]))
         port = _free_port()
         log = Path(tempfile.mkdtemp(prefix="bench-dashboard-")) / "server.log"
         proc = start_server(dsn, port, log)
@@ -226,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                    for page in ("overview", "point")}
         result = {
             "p50_ms": round(_pct(ok, 0.5), 1), "p95_ms": round(_pct(ok, 0.95), 1), "target_p95_ms": 100,
-            "rows": county.rows, "points": args.points, "days": args.days, "users": args.users,
+            "rows": rows, "points": len(points), "days": args.days, "users": args.users,
             "think_s": args.think, "duration_s": args.duration, "requests": len(samples),
             "errors": sum(1 for s in samples if not s.ok), "rps": round(len(samples) / args.duration, 1),
             "mean_ms": round(statistics.fmean(ok), 1) if ok else None, "by_page": by_page,
@@ -241,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        if not args.keep:
+        if not (args.keep or args.reuse):
             with psycopg.connect(admin, autocommit=True) as c:
                 c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         else:

@@ -29,6 +29,12 @@ def points(conn: Conn, scope: Scope) -> list[dict[str, Any]]:
         return cur.execute(query, where.params).fetchall()
 
 
+def point(conn: Conn, point_id: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT id, name, township, village FROM meal_points WHERE id = %s",
+                           (point_id,)).fetchone()
+
+
 # A device is online while its retained status says so and it was heard from within `heartbeats`
 # heartbeat intervals (the same rule as server.registry.service.is_online). Parameters: now,
 # heartbeats, default heartbeat.

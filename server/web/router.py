@@ -27,13 +27,14 @@ from server.alerts.router import alert_api
 from server.alerts.sse import KEEPALIVE_SECONDS, format_event
 from server.auth import repository as auth_repository
 from server.auth.deps import OptionalPrincipal, auth_service, auth_settings, now, optional_principal
-from server.auth.scopes import Principal, Role, masker_for, scope_for
+from server.auth.scopes import Principal, Role, Scope, masker_for, scope_for
 from server.db.pool import connection
 from server.ledger.calendar import month_bounds
 from server.ledger.router import ledger_service
 from server.registry.elders_router import list_elders_at
 from server.registry.service import RegistryService
-from server.safety import service as safety_service
+from server.safety import repository as safety_repository
+from server.safety.thresholds import worst
 
 from . import service
 from .i18n import LANG_COOKIE, LANG_QUERY, Lang, pick_lang, translator
@@ -74,6 +75,19 @@ def _cache(request: Request) -> service.CountCache:
         cache = service.CountCache()
         state.web_counts = cache
     return cache
+
+
+def _overview(request: Request, conn: psycopg.Connection[Any], scope: Scope) -> service.Overview:
+    """The scope's overview, shared by everyone with the same scope for OVERVIEW_TTL_S."""
+    state = request.app.state
+    cache = getattr(state, "web_overviews", None)
+    if not isinstance(cache, service.TtlCache):
+        cache = service.TtlCache()
+        state.web_overviews = cache
+    api = state.settings.api
+    overviews: service.TtlCache[Scope, service.Overview] = cache
+    return overviews.get(scope, service.OVERVIEW_TTL_S, lambda: service.overview(
+        conn, _cache(request), scope, now(request), _tz(request), api.online_heartbeats, api.default_heartbeat_s))
 
 
 def _local(value: datetime | None, tz: ZoneInfo, fmt: str = "%m-%d %H:%M") -> str:
@@ -126,27 +140,50 @@ def static(path: str) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 def overview_page(request: Request, conn: Conn, user: User) -> HTMLResponse:
-    api = request.app.state.settings.api
-    data = service.overview(conn, _cache(request), scope_for(user), now(request), _tz(request),
-                            api.online_heartbeats, api.default_heartbeat_s)
-    return render(request, "overview.html", {"o": data, "nav": "overview", "county": scope_for(user).county,
+    scope = scope_for(user)
+    data = _overview(request, conn, scope)
+    # County-wide: townships fold their villages and points until opened (hundreds of rows otherwise).
+    lazy = scope.county and len(data.townships) > 1
+    return render(request, "overview.html", {"o": data, "nav": "overview", "county": scope.county, "lazy": lazy,
                                              "freshness_s": int(service.TODAY_TTL_S)}, user)
+
+
+@router.get("/overview/township", response_class=HTMLResponse)
+def overview_township(request: Request, conn: Conn, user: User,
+                      name: Annotated[str, Query(max_length=200)]) -> HTMLResponse:
+    """One township's villages and points (a fragment the overview opens in place)."""
+    town = next((t for t in _overview(request, conn, scope_for(user)).townships if t.name == name), None)
+    if town is None:
+        raise HTTPException(404, f"no township {name!r} in your area")
+    return render(request, "_township.html", {"town": town, "lazy": False}, user)
+
+
+def _point_in_scope(conn: psycopg.Connection[Any], user: Principal, point_id: str) -> dict[str, Any]:
+    """The point's row if the user may see it; 404 otherwise (as for an unknown point)."""
+    place = auth_repository.point_place(conn, point_id)
+    point = service.repository.point(conn, point_id) if place is not None and scope_for(user).allows(place) else None
+    if point is None:
+        raise HTTPException(404, f"no meal point {point_id!r}")
+    return point
 
 
 @router.get("/points/{point_id}", response_class=HTMLResponse)
 def point_page(point_id: str, request: Request, conn: Conn, user: User) -> HTMLResponse:
-    place = auth_repository.point_place(conn, point_id)
-    if place is None or not scope_for(user).allows(place):
-        raise HTTPException(404, f"no meal point {point_id!r}")
-    points = service.repository.points(conn, scope_for(user))
-    point = next(p for p in points if p["id"] == point_id)
+    point = _point_in_scope(conn, user, point_id)
     at = now(request)
     api = request.app.state.settings.api
     page = service.point_page(conn, point, at, _tz(request))
     devices = RegistryService(api.online_heartbeats, api.default_heartbeat_s).devices(conn, point_id, at)
-    safety = safety_service.state(conn, point_id, at, api.latest_lookback_hours)
-    return render(request, "point.html", {"p": page, "devices": devices, "safety": safety, "nav": "overview"},
-                  user)
+    # Safety levels from the latest event per channel (a healthy sensor sends none: "normal").
+    levels: dict[str, list[str]] = {}
+    for ch in safety_repository.current_channels(conn, point_id):
+        levels.setdefault(ch["device_id"], []).append(ch["level"])
+    device_levels = {d: worst(lv) for d, lv in levels.items()}
+    for c in page.channels:
+        device_levels.setdefault(c["device_id"], "normal")
+    return render(request, "point.html", {
+        "p": page, "devices": devices, "device_levels": device_levels, "nav": "overview",
+        "point_level": worst(list(device_levels.values()))}, user)
 
 
 # ---- alerts -------------------------------------------------------------------------------------------
@@ -248,10 +285,7 @@ CHECK_ITEMS = (("electricity", "ledger.item.electricity"), ("gas", "ledger.item.
 @router.get("/points/{point_id}/registry", response_class=HTMLResponse)
 def registry_page(point_id: str, request: Request, conn: Conn, user: User) -> HTMLResponse:
     """Elders and cards of a point (masked by role) and this month's inspections with the entry form."""
-    place = auth_repository.point_place(conn, point_id)
-    if place is None or not scope_for(user).allows(place):
-        raise HTTPException(404, f"no meal point {point_id!r}")
-    point = next(p for p in service.repository.points(conn, scope_for(user)) if p["id"] == point_id)
+    point = _point_in_scope(conn, user, point_id)
     elders = list_elders_at(point_id, request, conn, masker_for(user.role), limit=1000)
     ledger = ledger_service(request)
     at = now(request)

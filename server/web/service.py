@@ -3,7 +3,9 @@
 Meals served per point and day (accepted check-ins and deliveries) are the costly figures: they
 scan a day of diner events. They are computed for the whole county at once and kept for a short
 time (today's for TODAY_TTL_S, a finished day's for PAST_TTL_S: late events from an edge that was
-offline still arrive), then filtered by the caller's scope; everything else is read per request.
+offline still arrive), then filtered by the caller's scope. The assembled overview of a scope is
+kept OVERVIEW_TTL_S (many people of one township or of the bureau look at the same figures; the
+page shows when they were read). Meal point pages are read per request.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -26,7 +28,10 @@ from server.checkins.service import day_bounds
 from . import repository
 
 Conn = psycopg.Connection[Any]
+K = TypeVar("K")
+V = TypeVar("V")
 
+OVERVIEW_TTL_S = 5.0
 TODAY_TTL_S = 15.0
 LAST_WEEK_TTL_S = 60.0
 PAST_TTL_S = 600.0
@@ -36,35 +41,45 @@ PROBLEMS_SHOWN = 30
 SEVERITY_ORDER = [s.value for s in sorted(Severity, key=lambda s: s.rank, reverse=True)]
 
 
-class CountCache:
-    """County-wide meals served per point over [start, end), kept for a time-to-live.
+class TtlCache(Generic[K, V]):
+    """Values kept for a time-to-live, computed once per key however many callers ask at once.
 
-    One lock per key: when fifty users open the overview at once only one of them runs the query.
+    One lock per key: when fifty users open the overview together only one of them runs the queries,
+    and the others wait for its answer instead of running them too.
     """
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic, max_entries: int = 64) -> None:
         self._monotonic = monotonic
         self._max = max_entries
-        self._entries: dict[tuple[datetime, datetime], tuple[float, dict[str, int]]] = {}
-        self._locks: dict[tuple[datetime, datetime], threading.Lock] = {}
+        self._entries: dict[K, tuple[float, V]] = {}
+        self._locks: dict[K, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def get(self, conn: Conn, start: datetime, end: datetime, ttl_s: float) -> dict[str, int]:
-        key = (start, end)
+    def get(self, key: K, ttl_s: float, compute: Callable[[], V]) -> V:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             hit = self._entries.get(key)
             if hit is not None and self._monotonic() - hit[0] < ttl_s:
                 return hit[1]
-            counts = repository.accepted_by_point(conn, start, end)
+            value = compute()
             with self._guard:
-                self._entries[key] = (self._monotonic(), counts)
+                self._entries[key] = (self._monotonic(), value)
                 if len(self._entries) > self._max:
                     oldest = min(self._entries, key=lambda k: self._entries[k][0])
                     self._entries.pop(oldest, None)
                     self._locks.pop(oldest, None)
-            return counts
+            return value
+
+
+class CountCache:
+    """County-wide meals served per point over [start, end), kept for a time-to-live."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.monotonic, max_entries: int = 64) -> None:
+        self._cache: TtlCache[tuple[datetime, datetime], dict[str, int]] = TtlCache(monotonic, max_entries)
+
+    def get(self, conn: Conn, start: datetime, end: datetime, ttl_s: float) -> dict[str, int]:
+        return self._cache.get((start, end), ttl_s, lambda: repository.accepted_by_point(conn, start, end))
 
 
 @dataclass

@@ -35,8 +35,16 @@ def test_each_role_signs_in_and_sees_its_overview(page: Any, web_site: WebSite, 
     rows = page.locator("tr.point")
     shown = {rows.nth(i).get_attribute("data-point") for i in range(rows.count())}
     if role in ("admin", "viewer"):
-        assert shown == {p.id for p in web_site.county.points}
+        # County-wide: one folded row per township; opening one loads its villages and points in place.
         assert page.locator("h1").first.inner_text() == "全县总览"
+        assert page.locator("tbody.township").count() == len(web_site.county.townships)
+        assert not shown
+        town = web_site.county.townships[1]
+        page.click(f"tbody.township[data-township='{town}'] button.expand")
+        page.wait_for_selector(f"tbody.township[data-township='{town}'] tr.point")
+        rows = page.locator("tr.point")
+        shown = {rows.nth(i).get_attribute("data-point") for i in range(rows.count())}
+        assert shown == set(web_site.points_of(town))
     elif role == "township":
         assert shown == set(web_site.points_of(user.township or ""))
     elif role == "caregiver":
@@ -70,6 +78,14 @@ def test_language_toggle_and_sign_out(page: Any, web_site: WebSite) -> None:
 
 def test_meal_point_page_draws_sensor_charts_with_thresholds(page: Any, web_site: WebSite) -> None:
     point = next(p for p in web_site.county.points if p.camera)
+    import psycopg
+
+    with psycopg.connect(web_site.dsn) as conn:  # a tap and a camera count this minute, whatever the hour
+        conn.execute("INSERT INTO diner_events (time, point_id, device_id, seq, kind, method, card_id, meal, decision,"
+                     " clock_synced) VALUES (now(), %s, 'reader1', 999999, 'checkin', 'card', 'EM:X1', 'lunch',"
+                     " 'accepted', true)", (point.id,))
+        conn.execute("INSERT INTO count_events (time, point_id, device_id, seq, period_s, entries, exits)"
+                     " VALUES (now(), %s, 'cam1', 999999, 60, 2, 0)", (point.id,))
     login(page, web_site, web_site.users["admin"])
     page.goto(f"{web_site.base_url}/points/{point.id}")
     page.wait_for_function("document.querySelectorAll('figure.sensor[data-drawn]').length === 3", timeout=15000)
