@@ -264,6 +264,7 @@ class Checkin:
     _served: dict[date, dict[Meal, set[str]]] = field(init=False, default_factory=dict)
     _modes: dict[str, _Mode] = field(init=False, default_factory=dict)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
+    _dirty: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self._zone = ZoneInfo(self.config.timezone)
@@ -340,8 +341,12 @@ class Checkin:
             return replace(base, decision=TapDecision.REPEAT)
         return replace(base, decision=TapDecision.ACCEPTED)
 
-    def commit(self, decision: Decision) -> None:
-        """Record a decision after its event is durably stored: served set, delivery mode."""
+    def commit(self, decision: Decision, persist: bool = True) -> None:
+        """Record a decision after its event is durably stored: served set, delivery mode.
+
+        With persist=False the served set is saved later by persist(): a reader gives feedback first,
+        since the outbox row already makes the tap durable (a crash in between can only repeat an
+        accepted tap, which the server counts once)."""
         with self._lock:
             if decision.delivery_mode is not None:
                 if decision.delivery_mode:
@@ -357,19 +362,27 @@ class Checkin:
             # Keep yesterday too: a late commit across midnight must not wipe the day it belongs to.
             self._served = {d: m for d, m in self._served.items() if d >= today - timedelta(days=1)}
             self._served.setdefault(today, {}).setdefault(decision.meal, set()).add(decision.elder_id)
-            if self.store is not None:
+            self._dirty = True
+            if persist:
+                self.persist()
+
+    def persist(self) -> None:
+        """Save the served set if it changed since the last save."""
+        with self._lock:
+            if self._dirty and self.store is not None:
                 self.store.save_served(self._served)
+            self._dirty = False
 
     def tap(
         self, card_id: str, method: CheckinMethod, device_id: str, emit: Callable[[Decision], object], *,
-        reader_kind: DinerKind = DinerKind.TAP,
+        reader_kind: DinerKind = DinerKind.TAP, persist: bool = True,
     ) -> Decision:
         """Decide, emit (durably) and then commit one tap, as one step against other readers."""
         with self._lock:
             decision = self.decide(card_id, method, device_id, reader_kind=reader_kind)
             if decision.emits:
                 emit(decision)
-            self.commit(decision)
+            self.commit(decision, persist=persist)
             return decision
 
     def served_count(self, local_date: date, meal: Meal) -> int:

@@ -200,7 +200,8 @@ class CardInput(Input):
             emitter.emit(Channel.DINER, device_id, decision.body(), ts=decision.at)
 
         try:
-            decision = self.checkin.tap(card_id, self.method, device_id, emit, reader_kind=self.config.kind)
+            decision = self.checkin.tap(card_id, self.method, device_id, emit, reader_kind=self.config.kind,
+                                        persist=False)
         except Exception:
             # The event was not stored: no feedback, so the elder taps again.
             log.exception("card reader %s: tap of %s not recorded", device_id, cardid.mask(card_id))
@@ -209,6 +210,10 @@ class CardInput(Input):
             self.indicator.show(device_id, decision.feedback)
         except Exception:
             log.exception("card reader %s: indicator failed", device_id)
+        try:
+            self.checkin.persist()  # after the feedback: the outbox row already holds the tap
+        except OSError:
+            log.exception("card reader %s: check-in state not saved", device_id)
         return decision
 
 
