@@ -70,7 +70,7 @@ class AlertApi:
     feed: AlertFeed | None = None
 
     def live_feed(self) -> AlertFeed:
-        if self.feed is None:
+        if self.feed is None or not self.feed.alive:
             self.feed = AlertFeed(self.dsn).start()
         return self.feed
 
@@ -131,6 +131,10 @@ def _persons_of(conn: Conn, principal: Principal) -> list[str]:
 async def _stream(request: Request, api: AlertApi, points: list[str] | None, persons: list[str]) -> AsyncIterator[str]:
     feed = api.live_feed()
     sub = feed.subscribe(points, persons)
+    if not feed.alive:  # it went idle just now: take the next one
+        feed.unsubscribe(sub)
+        feed = api.live_feed()
+        sub = feed.subscribe(points, persons)
     session_id = uuid.uuid4().hex
     clock = request.app.state.clock
 

@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import threading
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 KEEPALIVE_SECONDS = 15.0
 QUEUE_MAX = 500
 RETRY_SECONDS = 1.0
+IDLE_SECONDS = 30.0  # with no stream open this long the listener ends; the next stream starts another
 
 
 @dataclass(eq=False)
@@ -70,6 +72,17 @@ class AlertFeed:
         self._thread.start()
         return self
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() and not self._stop.is_set()
+
+    def _idle(self, since: list[float]) -> bool:
+        with self._lock:
+            if self._subs:
+                since[0] = time.monotonic()
+                return False
+        return time.monotonic() - since[0] > IDLE_SECONDS
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
@@ -105,18 +118,21 @@ class AlertFeed:
         return len(targets)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        since = [time.monotonic()]
+        while not self._stop.is_set() and not self._idle(since):
             try:
                 with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self.listening.set()
-                    while not self._stop.is_set():
+                    while not self._stop.is_set() and not self._idle(since):
                         for note in conn.notifies(timeout=1.0):
                             self.dispatch(note.payload)
             except psycopg.Error as exc:
                 self.listening.clear()
                 log.warning("alert feed lost its database connection (%s); reconnecting", exc)
                 self._stop.wait(RETRY_SECONDS)
+        self._stop.set()
+        self.listening.clear()
 
 
 def format_event(seq: int, kind: str, data: str) -> str:
