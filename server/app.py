@@ -24,6 +24,8 @@ from server.registry.elders_router import router as elders_router
 from server.registry.router import router as registry_router
 from server.safety.router import router as safety_router
 from server.settings import Settings, load_settings
+from server.subsidy.router import SCOPE_AWARE_ROUTES as SUBSIDY_SCOPE_AWARE_ROUTES
+from server.subsidy.router import router as subsidy_router
 from server.telemetry.router import router as telemetry_router
 from server.vision.router import router as vision_router
 from server.web.router import router as web_router
@@ -34,8 +36,8 @@ log = logging.getLogger(__name__)
 # with {point_id} answer only inside the caller's scope; list routes named here filter by scope.
 OPEN_ROUTERS = (health.router, auth_router, alert_ack_router, web_router)
 GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router, safety_router, alerts_router,
-                   ledger_router, elders_router, vision_router)
-SCOPE_AWARE_ROUTES = frozenset({"list_points"}) | LEDGER_SCOPE_AWARE_ROUTES
+                   ledger_router, elders_router, vision_router, subsidy_router)
+SCOPE_AWARE_ROUTES = frozenset({"list_points"}) | LEDGER_SCOPE_AWARE_ROUTES | SUBSIDY_SCOPE_AWARE_ROUTES
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> FastAPI:

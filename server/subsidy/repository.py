@@ -32,7 +32,7 @@ from server.subsidy.records import (
     PointPlace,
     Tap,
 )
-from server.subsidy.settlement import Settlement
+from server.subsidy.settlement import Settlement, Total
 
 Conn = psycopg.Connection[Any]
 ID_CARD_PREFIX = "ID:"
@@ -231,7 +231,7 @@ def store_run(conn: Conn, result: Settlement, *, method: str, by: str, at: datet
                 cp.write_row((run_id, t.point_id, t.device_id, t.seq, t.time, t.card_id, str(t.kind), str(ex.reason),
                               ex.detail, ex.elder_id, ex.day, str(ex.meal) if ex.meal else None,
                               *_ids(places, t.point_id)))
-    store_totals(conn, run_id, result)
+    store_totals(conn, run_id, result.totals)
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO settlement_anomalies (run_id, kind, point_id, day, meal, card_id, detail, figures)"
@@ -242,9 +242,9 @@ def store_run(conn: Conn, result: Settlement, *, method: str, by: str, at: datet
     return int(run_id)
 
 
-def store_totals(conn: Conn, run_id: int, result: Settlement) -> None:
+def store_totals(conn: Conn, run_id: int, totals: Sequence[Total]) -> None:
     rows = []
-    for t in result.totals:
+    for t in totals:
         township = int(t.township_id) if t.township_id else None
         village = int(t.village_id) if t.village_id else None
         if t.level.value == "township":
@@ -382,3 +382,106 @@ def insert_adjustments(conn: Conn, lines: Sequence[AdjustmentLine], *, origin_re
 
 def day_range(month: Month) -> tuple[date, date]:
     return month.first_day, month.last_day + timedelta(days=1)
+
+
+# --- service records, donations, notices ------------------------------------------------------------
+
+
+def insert_service(conn: Conn, *, day: date, elder_id: str, service: str, note: str | None, by: str,
+                   at: datetime) -> dict[str, Any] | None:
+    """Record a service for an elder in the elder's village; None if the elder has no village."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "INSERT INTO service_records (day, elder_id, village_id, service, note, recorded_by, recorded_at)"
+            " SELECT %s, e.id, e.village_id, %s, %s, %s, %s FROM elders e WHERE e.id = %s AND e.village_id IS NOT NULL"
+            " RETURNING id, day, elder_id, village_id, service, note",
+            (day, service, note, by, at, elder_id),
+        ).fetchone()
+
+
+def elder_village(conn: Conn, elder_id: str) -> tuple[bool, int | None]:
+    row = conn.execute("SELECT village_id FROM elders WHERE id = %s", (elder_id,)).fetchone()
+    return (row is not None, row[0] if row else None)
+
+
+def services(conn: Conn, start: date, end: date, village_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    where = "" if village_ids is None else " AND village_id = ANY(%s)"
+    params: tuple[Any, ...] = (start, end) if village_ids is None else (start, end, list(village_ids))
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT id, day, elder_id, village_id, service, note FROM service_records WHERE day >= %s AND day < %s"
+            + where + " ORDER BY day, id",
+            params,
+        ).fetchall()
+
+
+def insert_donation(conn: Conn, fields: dict[str, Any], *, by: str, at: datetime) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "INSERT INTO donations (donor, donor_kind, kind, day, village_id, amount, goods, publish_name, anonymous,"
+            " recorded_by, recorded_at) VALUES (%(donor)s, %(donor_kind)s, %(kind)s, %(day)s, %(village_id)s,"
+            " %(amount)s, %(goods)s, %(publish_name)s, %(anonymous)s, %(by)s, %(at)s)"
+            " RETURNING id, donor, donor_kind, kind, day, village_id, amount, goods, publish_name, anonymous",
+            {**fields, "by": by, "at": at},
+        ).fetchone()
+    assert row is not None
+    return row
+
+
+def donations(conn: Conn, start: date, end: date, village_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    where = "" if village_ids is None else " AND village_id = ANY(%s)"
+    params: tuple[Any, ...] = (start, end) if village_ids is None else (start, end, list(village_ids))
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT id, donor, donor_kind, kind, day, village_id, amount, goods, publish_name, anonymous"
+            " FROM donations WHERE day >= %s AND day < %s" + where + " ORDER BY day, id",
+            params,
+        ).fetchall()
+
+
+def villages(conn: Conn) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT v.id, v.name, t.id AS township_id, t.name AS township FROM villages v"
+            " JOIN townships t ON t.id = v.township_id ORDER BY t.name, v.name"
+        ).fetchall()
+
+
+def upsert_notice(conn: Conn, month: Month, village_id: int, run_id: int | None, html: str, html_sha256: str,
+                  drafted_at: datetime, due_on: date) -> bool:
+    """Store a drafted notice; a published one is kept as published (returns False then)."""
+    row = conn.execute(
+        "INSERT INTO subsidy_notices (month, village_id, run_id, html, html_sha256, drafted_at, due_on)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (month, village_id) DO UPDATE SET run_id = EXCLUDED.run_id, html = EXCLUDED.html,"
+        " html_sha256 = EXCLUDED.html_sha256, drafted_at = EXCLUDED.drafted_at, due_on = EXCLUDED.due_on"
+        " WHERE subsidy_notices.published_on IS NULL RETURNING 1",
+        (month.first_day, village_id, run_id, html, html_sha256, drafted_at, due_on),
+    ).fetchone()
+    return row is not None
+
+
+def notices(conn: Conn, month: Month) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT n.month, n.village_id, v.name AS village, t.name AS township, n.drafted_at, n.due_on,"
+            " n.published_on, n.published_by, n.html_sha256 FROM subsidy_notices n"
+            " JOIN villages v ON v.id = n.village_id JOIN townships t ON t.id = v.township_id"
+            " WHERE n.month = %s ORDER BY t.name, v.name",
+            (month.first_day,),
+        ).fetchall()
+
+
+def notice_html(conn: Conn, month: Month, village_id: int) -> str | None:
+    row = conn.execute("SELECT html FROM subsidy_notices WHERE month = %s AND village_id = %s",
+                       (month.first_day, village_id)).fetchone()
+    return row[0] if row else None
+
+
+def publish_notice(conn: Conn, month: Month, village_id: int, on: date, by: str) -> bool:
+    row = conn.execute(
+        "UPDATE subsidy_notices SET published_on = %s, published_by = %s WHERE month = %s AND village_id = %s"
+        " AND published_on IS NULL RETURNING 1",
+        (on, by, month.first_day, village_id),
+    ).fetchone()
+    return row is not None
