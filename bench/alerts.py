@@ -6,7 +6,8 @@ with background telemetry through the same broker and a running ingest worker.
 Progress goes to stderr; the LAST line on stdout is one JSON object: p50_ms, p99_ms (target ≤ 300),
 max_ms, broker_only_p50_ms / broker_only_p99_ms (baseline: the same events at a bare subscriber),
 background_msgs_per_s (measured: telemetry messages the broker acknowledged per second while
-trials ran), ingest_rows_per_s (telemetry rows the ingest worker stored over the same span), missed
+trials ran), ingest_rows_per_s (telemetry rows the ingest worker stored over the same span, other
+traffic on the shared broker and catch-up included), missed
 (trials with no request within the deadline; target 0), trials, load_average.
 
 Method. A scratch database is created and migrated; the meal point under test gets a broker account
