@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 OPEN_ROUTERS = (health.router, auth_router, alert_ack_router, web_router)
 GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router, safety_router, alerts_router,
                    ledger_router, elders_router, vision_router, subsidy_router)
-SCOPE_AWARE_ROUTES = frozenset({"list_points"}) | LEDGER_SCOPE_AWARE_ROUTES | SUBSIDY_SCOPE_AWARE_ROUTES
+SCOPE_AWARE_ROUTES = (
+    frozenset({"list_points", "list_alerts", "alerts_stream"}) | LEDGER_SCOPE_AWARE_ROUTES | SUBSIDY_SCOPE_AWARE_ROUTES
+)
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> FastAPI:
