@@ -172,7 +172,10 @@ def point_page(point_id: str, request: Request, conn: Conn, user: User) -> HTMLR
     point = _point_in_scope(conn, user, point_id)
     at = now(request)
     api = request.app.state.settings.api
-    page = service.point_page(conn, point, at, _tz(request))
+    state = request.app.state
+    if not isinstance(getattr(state, "web_channels", None), service.TtlCache):
+        state.web_channels = service.TtlCache(max_entries=2000)
+    page = service.point_page(conn, point, at, _tz(request), state.web_channels)
     devices = RegistryService(api.online_heartbeats, api.default_heartbeat_s).devices(conn, point_id, at)
     # Safety levels from the latest event per channel (a healthy sensor sends none: "normal").
     levels: dict[str, list[str]] = {}

@@ -246,7 +246,27 @@ SENSOR_LOOKBACK = timedelta(hours=24)
 ALERT_HISTORY = 30
 
 
-def point_page(conn: Conn, point: dict[str, Any], now: datetime, tz: ZoneInfo) -> PointPage:
+CHANNELS_TTL_S = 300.0
+RECENT_READINGS = timedelta(minutes=10)
+
+
+def sensor_channels(conn: Conn, channels: TtlCache[str, list[dict[str, Any]]], point_id: str, now: datetime
+                    ) -> list[dict[str, Any]]:
+    """The point's channels of the last 24 h with their latest reading.
+
+    Finding the channels scans a day of the point's telemetry, so that list is kept CHANNELS_TTL_S
+    (sensors are rarely added); the latest values come from the last RECENT_READINGS each time.
+    """
+    known = channels.get(point_id, CHANNELS_TTL_S,
+                         lambda: repository.sensor_channels(conn, point_id, now - SENSOR_LOOKBACK))
+    latest = {(r["device_id"], r["channel"]): r for r in known}
+    for r in repository.sensor_channels(conn, point_id, now - RECENT_READINGS):
+        latest[(r["device_id"], r["channel"])] = r
+    return [latest[k] for k in sorted(latest)]
+
+
+def point_page(conn: Conn, point: dict[str, Any], now: datetime, tz: ZoneInfo,
+               channels: TtlCache[str, list[dict[str, Any]]] | None = None) -> PointPage:
     """One meal point's day: meals, camera against card by hour, sensor channels, alert history."""
     pid = point["id"]
     start, end = day_bounds(_local_now(now, tz).date(), tz)
@@ -255,6 +275,6 @@ def point_page(conn: Conn, point: dict[str, Any], now: datetime, tz: ZoneInfo) -
     camera = repository.camera_by_hour(conn, pid, start, end)
     hours = sorted(set(cards) | set(camera))
     rows = [HourRow(h.astimezone(tz), cards.get(h, 0), camera.get(h) if camera else None) for h in hours]
-    channels = repository.sensor_channels(conn, pid, now - SENSOR_LOOKBACK)
-    return PointPage(point=point, meals=meals, hours=rows, has_camera=bool(camera), channels=channels,
+    sensors = sensor_channels(conn, channels if channels is not None else TtlCache(), pid, now)
+    return PointPage(point=point, meals=meals, hours=rows, has_camera=bool(camera), channels=sensors,
                      alerts=repository.alert_history(conn, pid, ALERT_HISTORY))

@@ -67,3 +67,28 @@ def test_group_totals_sum_points_and_children() -> None:
     town = Group("T", children=[Group("V1", points=[a, b]), Group("V2", points=[c])])
     assert town.totals == {"points": 3, "online": 2, "today": 15, "last_week": 16, "expected": 17, "alerts": 1}
     assert Group("empty").totals["expected"] is None
+
+
+def test_every_key_the_templates_name_is_in_the_table() -> None:
+    import re
+    from pathlib import Path
+
+    from server.web.i18n import TEXT
+
+    templates = Path(service.__file__).parent / "templates"
+    used = set()
+    for f in templates.glob("*.html"):
+        used |= set(re.findall(r"""t\('([a-z_.0-9]+)'[,)]""", f.read_text(encoding="utf-8")))
+    assert len(used) > 50
+    assert sorted(used - set(TEXT)) == []
+    # Keys built from values: every value the pages can show has its text.
+    for prefix, values in {"severity.": ["info", "warning", "alarm", "critical"],
+                           "state.": ["open", "acknowledged", "resolved"],
+                           "level.": ["normal", "warn", "fault", "comm_lost", "alarm", "alarm2"],
+                           "event.": ["opened", "severity_changed", "acknowledged", "cleared", "recurred",
+                                      "confirmed", "resolved"],
+                           "meal.": ["breakfast", "lunch", "dinner", "unassigned"],
+                           "hazard.": ["gas", "electric", "device", "diners", "other"],
+                           "role.": ["bureau_admin", "bureau_viewer", "township_officer", "village_officer",
+                                     "caregiver"]}.items():
+        assert [v for v in values if prefix + v not in TEXT] == [], prefix
