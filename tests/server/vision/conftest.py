@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import date
@@ -29,6 +30,20 @@ def store_policy(dsn: str, version: str, effective_from: date, windows: dict[str
             (policy.version, policy.effective_from, json.dumps(policy.canonical()), policy.content_hash))
 
 
+def drop_database(admin_dsn: str, name: str, timeout: float = 10.0) -> None:
+    """Drop a test database; retry while TimescaleDB's own background worker (not ours to end) holds it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
 def vision_dsn(tsdb_admin_dsn: str) -> Iterator[str]:
     """A fresh migrated database for this module: policies are global, so no other test's apply here."""
@@ -40,5 +55,4 @@ def vision_dsn(tsdb_admin_dsn: str) -> Iterator[str]:
     dsn = tsdb_admin_dsn.rsplit("/", 1)[0] + "/" + name
     migrate(dsn)
     yield dsn
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(tsdb_admin_dsn, name)
