@@ -72,9 +72,11 @@ class InputRunner:
             started = self._clock.monotonic()
             try:
                 self.cfg.build(self._ctx).run(self._emitter, self._stop)
-                if self._stop.is_set():
-                    return
-                log.warning("input %s returned without being stopped", self.name)
+                # Inputs recover from device loss inside run(); returning means the input is done
+                # (a recording played once), and replaying it would count its events again.
+                if not self._stop.is_set():
+                    log.info("input %s finished", self.name)
+                return
             except Exception:
                 log.exception("input %s failed", self.name)
             if self._clock.monotonic() - started >= INPUT_HEALTHY_SECONDS:

@@ -80,3 +80,31 @@ def test_unreadable_outbox_exits_3_and_keeps_the_file(tmp_path: Path) -> None:
     assert main(["--config", str(cfg)]) == EXIT_OUTBOX
     assert outbox.read_bytes() == junk
 
+
+
+class Finite:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def run(self, emitter: Emitter, stop: threading.Event) -> None:
+        self.log.append("run")
+
+
+class FiniteConfig(FlakyConfig):
+    type = "finite"
+
+    def build(self, _ctx: InputContext) -> Input:
+        self.built.append("build")
+        return Finite(self.built)
+
+
+def test_input_that_returns_is_done_and_not_replayed() -> None:
+    """A recording played once must not be played again (its counts would double)."""
+    stop = threading.Event()
+    clock = FakeClock()
+    cfg = FiniteConfig()
+    runner = InputRunner(cfg, InputContext("mp-0001", clock), RecordingEmitter(), stop, clock,  # type: ignore[arg-type]
+                         wait=lambda _s: False)
+    runner._run()
+    assert cfg.built == ["build", "run"]
+    assert runner.restarts == 0
