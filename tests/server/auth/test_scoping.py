@@ -81,8 +81,11 @@ QUERY = {"day": "2026-06-03", "from": "2026-06-01", "to": "2026-06-03", "month":
          "start": "2026-06-01T00:00:00Z", "end": "2026-06-04T00:00:00Z"}
 
 
+PATH_DEFAULTS = {"month": "2026-06", "day": "2026-06-03"}
+
+
 def fill(path: str, values: dict[str, Any]) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1), 1)), path)
+    return re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1), PATH_DEFAULTS.get(m.group(1), 1))), path)
 
 
 @pytest.mark.parametrize("key", SCOPED)
