@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEPLOY := deploy/native
 
-.PHONY: run stop test install services migrate lint asyncapi bench-ingest bench-checkin bench-safety bench-alerts bench-settlement bench-vision bench-dashboard
+.PHONY: run stop test install services browser migrate lint asyncapi bench-ingest bench-checkin bench-safety bench-alerts bench-settlement bench-vision bench-dashboard
 
 install:
 	bash $(DEPLOY)/bootstrap.sh
@@ -23,8 +23,11 @@ run: migrate
 stop:
 	bash $(DEPLOY)/run.sh stop
 
-## Install, start the services and run the whole suite (unit, integration, end-to-end).
-test: services
+browser: install
+	bash $(DEPLOY)/browser.sh install
+
+## Install, start the services and run the whole suite (unit, integration, end-to-end, browser).
+test: services browser
 	bash $(DEPLOY)/run-tests.sh
 
 lint: install
