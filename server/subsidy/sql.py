@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from firmware_bridge.contract.messages import DinerKind
+from firmware_bridge.contract.messages import DinerKind, Meal
 from server.subsidy.policy import Category, PolicyBook, SubsidyPolicy
 from server.subsidy.records import AdjustmentLine, ExclusionReason, Month, PointPlace, TapKey
 from server.subsidy.repository import month_bounds
@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 Conn = psycopg.Connection[Any]
 ZERO = Decimal("0.00")
 MAX_AGE = 200
+EPOCH_DAY = date(1970, 1, 1)
 REASON_ORDER = {r: i for i, r in enumerate(ExclusionReason)}
 # Large sorts for the two window passes; set for this transaction only.
 WORK_MEM = "512MB"
@@ -52,11 +53,14 @@ WORK_MEM = "512MB"
 def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointPlace]) -> list[SubsidyPolicy]:
     """Create and fill the parameter tables of this transaction; return the versions in force in the month."""
     conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+    # A merge join with the grants would sort every tap once more; the hash join does not.
+    conn.execute("SET LOCAL enable_mergejoin = off")
     for name in ("_places", "_days", "_slots", "_ageband", "_ranks", "_amounts", "_params", "_grants"):
         conn.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
     conn.execute("CREATE TEMP TABLE _places (point_id text PRIMARY KEY, township_id bigint, village_id bigint)"
                  " ON COMMIT DROP")
-    conn.execute("CREATE TEMP TABLE _days (day date PRIMARY KEY, version text NOT NULL) ON COMMIT DROP")
+    conn.execute("CREATE TEMP TABLE _days (dayno int PRIMARY KEY, day date NOT NULL, ymd int NOT NULL,"
+                 " version text NOT NULL) ON COMMIT DROP")
     conn.execute("CREATE TEMP TABLE _slots (version text, minute int, kind text, meal text,"
                  " PRIMARY KEY (version, minute, kind)) ON COMMIT DROP")
     conn.execute("CREATE TEMP TABLE _ageband (version text, age int, rank int, PRIMARY KEY (version, age))"
@@ -68,12 +72,12 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
     conn.execute("CREATE TEMP TABLE _params (version text PRIMARY KEY, max_meals int, special_min_age int,"
                  " allow_non_local boolean, long_term_min_years int) ON COMMIT DROP")
     used: dict[str, SubsidyPolicy] = {}
-    days: list[tuple[date, str]] = []
+    days: list[tuple[int, date, int, str]] = []
     for day in month.days():
         policy = book.in_force(day)
         if policy is not None:
             used[policy.version] = policy
-            days.append((day, policy.version))
+            days.append(((day - EPOCH_DAY).days, day, day.year * 10000 + day.month * 100 + day.day, policy.version))
     slots: list[tuple[str, int, str, str]] = []
     ageband: list[tuple[str, int, int]] = []
     ranks: list[tuple[str, str, int, bool]] = []
@@ -98,7 +102,7 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
         for table, rows in (
             ("_places (point_id, township_id, village_id)",
              [(p.point_id, int(p.township_id), int(p.village_id)) for p in points]),
-            ("_days (day, version)", days),
+            ("_days (dayno, day, ymd, version)", days),
             ("_slots (version, minute, kind, meal)", slots),
             ("_ageband (version, age, rank)", ageband),
             ("_ranks (version, category, rank, special)", ranks),
@@ -110,13 +114,13 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
                     cp.write_row(row)
     conn.execute(
         "CREATE TEMP TABLE _grants ON COMMIT DROP AS"
-        " SELECT g.elder_id, dy.day, min(r.rank) AS any_rank, min(r.rank) FILTER (WHERE r.special) AS special_rank"
+        " SELECT g.elder_id, dy.dayno, min(r.rank) AS any_rank, min(r.rank) FILTER (WHERE r.special) AS special_rank"
         " FROM elder_categories g"
         " JOIN _days dy ON dy.day >= g.valid_from AND (g.valid_to IS NULL OR dy.day <= g.valid_to)"
         " JOIN _ranks r ON r.version = dy.version AND r.category = g.category"
         " GROUP BY 1, 2"
     )
-    conn.execute("CREATE INDEX ON _grants (elder_id, day)")
+    conn.execute("CREATE INDEX ON _grants (elder_id, dayno)")
     conn.execute("ANALYZE _places; ANALYZE _days; ANALYZE _slots; ANALYZE _ageband; ANALYZE _ranks;"
                  " ANALYZE _amounts; ANALYZE _params; ANALYZE _grants")
     return sorted(used.values(), key=lambda p: p.effective_from)
@@ -124,25 +128,14 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
 
 _TAP_ORDER = 'time, point_id COLLATE "C", device_id COLLATE "C", seq, card_id COLLATE "C"'
 
-_AGE = (
-    "(extract(year FROM s.day) - extract(year FROM el.birth_date)"
-    " - ((extract(month FROM s.day), extract(day FROM s.day))"
-    "    < (extract(month FROM el.birth_date), extract(day FROM el.birth_date)))::int)::int"
-)
-_RESIDENT_YEARS = (
-    "(extract(year FROM s.day) - extract(year FROM el.resident_since)"
-    " - ((extract(month FROM s.day), extract(day FROM s.day))"
-    "    < (extract(month FROM el.resident_since), extract(day FROM el.resident_since)))::int)"
-)
-
-_OUTCOMES = f"""
+_OUTCOMES = """
 WITH t AS (
-    SELECT d.time, d.point_id, d.device_id, d.seq, d.card_id, d.kind, d.time AT TIME ZONE %(tz)s AS lt
+    SELECT d.time, d.point_id, d.device_id, d.seq, d.card_id, d.kind, {local_epoch} AS le
     FROM diner_events d
-    WHERE d.time >= %(start)s AND d.time < %(end)s {{filter}}
+    WHERE d.time >= %(start)s AND d.time < %(end)s {filter}
 ), b AS (
-    SELECT t.time, t.point_id, t.device_id, t.seq, t.card_id, t.kind, t.lt::date AS day,
-           (extract(hour FROM t.lt) * 60 + extract(minute FROM t.lt))::int AS minute,
+    SELECT t.time, t.point_id, t.device_id, t.seq, t.card_id, t.kind,
+           (t.le / 86400)::int AS dayno, ((t.le %% 86400) / 60)::int AS minute,
            pl.point_id IS NOT NULL AS placed,
            coalesce(c.elder_id, ie.id) AS elder_id,
            coalesce(c.state <> 'active' AND t.time >= c.state_since, false) AS lost
@@ -150,52 +143,74 @@ WITH t AS (
     LEFT JOIN _places pl ON pl.point_id = t.point_id
     LEFT JOIN cards c ON c.card_id = t.card_id AND c.bound_from <= t.time
                      AND (c.bound_to IS NULL OR t.time < c.bound_to)
-    LEFT JOIN elders ie ON t.card_id LIKE 'ID:%%' AND ie.id_number = substr(t.card_id, 4)
-), s AS (
-    SELECT b.*, dy.version, sl.meal
-    FROM b
-    LEFT JOIN _days dy ON dy.day = b.day
-    LEFT JOIN _slots sl ON sl.version = dy.version AND sl.minute = b.minute AND sl.kind = b.kind
+    LEFT JOIN elders ie ON ie.id_number = CASE WHEN t.card_id LIKE 'ID:%%' THEN substr(t.card_id, 4) END
 ), e AS (
-    SELECT s.*, pa.max_meals,
+    SELECT b.time, b.point_id, b.device_id, b.seq, b.card_id, b.elder_id, b.dayno, dy.version, sl.meal,
+           pa.max_meals,
            CASE WHEN ab.rank IS NOT NULL THEN least(ab.rank, gr.any_rank)
-                WHEN {_AGE} >= pa.special_min_age THEN gr.special_rank END AS best,
-           CASE WHEN NOT s.placed THEN 'unknown_point'
-                WHEN s.elder_id IS NULL THEN 'unknown_card'
-                WHEN s.lost THEN 'card_lost'
-                WHEN s.version IS NULL THEN 'no_policy'
-                WHEN s.meal IS NULL THEN 'outside_window'
-                WHEN el.status = 'moved' AND s.day >= el.status_date THEN 'elder_moved'
-                WHEN el.status = 'deceased' AND s.day >= el.status_date THEN 'elder_deceased'
-                WHEN NOT (el.hukou_local OR pa.allow_non_local
-                          OR (el.resident_since IS NOT NULL AND el.resident_since <= s.day
-                              AND {_RESIDENT_YEARS} >= pa.long_term_min_years)) THEN 'not_eligible'
-                WHEN (CASE WHEN ab.rank IS NOT NULL THEN least(ab.rank, gr.any_rank)
-                           WHEN {_AGE} >= pa.special_min_age THEN gr.special_rank END) IS NULL
-                     THEN 'not_eligible'
+                WHEN (dy.ymd - substr(el.id_number, 7, 8)::int) / 10000 >= pa.special_min_age
+                THEN gr.special_rank END AS best,
+           CASE WHEN NOT b.placed THEN 'unknown_point'
+                WHEN b.elder_id IS NULL THEN 'unknown_card'
+                WHEN b.lost THEN 'card_lost'
+                WHEN dy.version IS NULL THEN 'no_policy'
+                WHEN sl.meal IS NULL THEN 'outside_window'
+                WHEN el.status = 'moved' AND dy.day >= el.status_date THEN 'elder_moved'
+                WHEN el.status = 'deceased' AND dy.day >= el.status_date THEN 'elder_deceased'
+                WHEN NOT el.hukou_local AND NOT pa.allow_non_local
+                     AND (el.resident_since IS NULL OR el.resident_since > dy.day
+                          OR (dy.ymd - to_char(el.resident_since, 'YYYYMMDD')::int) / 10000
+                             < pa.long_term_min_years) THEN 'not_eligible'
+                WHEN ab.rank IS NULL AND ((dy.ymd - substr(el.id_number, 7, 8)::int) / 10000 < pa.special_min_age
+                                          OR gr.special_rank IS NULL) THEN 'not_eligible'
            END AS reason
-    FROM s
-    LEFT JOIN elders el ON el.id = s.elder_id
-    LEFT JOIN _params pa ON pa.version = s.version
-    LEFT JOIN _ageband ab ON ab.version = s.version AND ab.age = {_AGE}
-    LEFT JOIN _grants gr ON gr.elder_id = s.elder_id AND gr.day = s.day
+    FROM b
+    LEFT JOIN _days dy ON dy.dayno = b.dayno
+    LEFT JOIN _params pa ON pa.version = dy.version
+    LEFT JOIN _slots sl ON sl.version = dy.version AND sl.minute = b.minute AND sl.kind = b.kind
+    LEFT JOIN elders el ON el.id = b.elder_id
+    LEFT JOIN _ageband ab ON ab.version = dy.version AND ab.age = (dy.ymd - substr(el.id_number, 7, 8)::int) / 10000
+    LEFT JOIN _grants gr ON gr.elder_id = b.elder_id AND gr.dayno = b.dayno
 ), q AS (
-    SELECT e.*, row_number() OVER (PARTITION BY e.reason IS NULL, e.elder_id, e.day, e.meal
-                                   ORDER BY {_TAP_ORDER}) AS slot_rn
+    SELECT e.point_id, e.device_id, e.seq, e.time, e.card_id, e.elder_id, e.dayno, e.meal, e.version, e.best,
+           e.max_meals, e.reason,
+           count(*) FILTER (WHERE e.meal = 'breakfast') OVER w AS nb,
+           count(*) FILTER (WHERE e.meal = 'lunch') OVER w AS nl,
+           count(*) FILTER (WHERE e.meal = 'dinner') OVER w AS nd
     FROM e
-), r AS (
-    SELECT q.*, row_number() OVER (PARTITION BY q.reason IS NULL AND q.slot_rn = 1, q.elder_id, q.day
-                                   ORDER BY {_TAP_ORDER}) AS day_rn
-    FROM q
+    WINDOW w AS (PARTITION BY e.reason IS NULL, e.elder_id COLLATE "C", e.dayno
+                 ORDER BY {order} ROWS UNBOUNDED PRECEDING)
 ), o AS (
-    SELECT r.point_id, r.device_id, r.seq, r.time, r.card_id, r.elder_id, r.day, r.meal, r.version,
-           CASE WHEN r.reason IS NOT NULL THEN r.reason
-                WHEN r.slot_rn > 1 THEN 'repeat'
-                WHEN r.day_rn > r.max_meals THEN 'over_daily_limit' END AS outcome,
-           r.best
-    FROM r
+    -- First tap of its slot, and the slots started that day so far within the daily limit.
+    SELECT q.point_id, q.device_id, q.seq, q.time, q.card_id, q.elder_id, q.meal, q.version, q.best,
+           CASE WHEN q.reason IS NOT NULL THEN q.reason
+                WHEN CASE q.meal WHEN 'breakfast' THEN q.nb WHEN 'lunch' THEN q.nl ELSE q.nd END > 1 THEN 'repeat'
+                WHEN (q.nb > 0)::int + (q.nl > 0)::int + (q.nd > 0)::int > q.max_meals THEN 'over_daily_limit'
+           END AS outcome
+    FROM q
 )
 """
+
+assert [m.value for m in Meal] == ["breakfast", "lunch", "dinner"], "the window counts name each meal slot"
+
+
+def _local_epoch(book: PolicyBook, month: Month) -> str:
+    """SQL for a tap's local wall-clock time in epoch seconds: a constant offset when the zone keeps one all
+    month (no DST change), which spares a zone conversion per tap; the zone conversion otherwise."""
+    offsets = set()
+    for day in month.days():
+        for hour in (0, 12, 23):
+            offset = datetime.combine(day, time(hour), book.tz).utcoffset()
+            assert offset is not None
+            offsets.add(int(offset.total_seconds()))
+    if len(offsets) == 1:
+        return f"floor(date_part('epoch', d.time))::bigint + {offsets.pop()}"
+    return "floor(date_part('epoch', d.time AT TIME ZONE %(tz)s))::bigint"
+
+
+def _query(book: PolicyBook, month: Month, tail: str) -> str:
+    return _OUTCOMES.format(local_epoch=_local_epoch(book, month), filter="", order=_TAP_ORDER) + tail
+
 
 _OUTCOME_ROWS = """
 SELECT o.point_id, o.device_id, o.seq, o.time, o.outcome, ra.category, coalesce(am.amount, 0.00)
@@ -229,7 +244,7 @@ def outcomes(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
     _prepare(conn, month, book, points)
     start, end = month_bounds(month, book)
     where = "" if only_points is None else "WHERE o.point_id = ANY(%(only)s)"
-    query = (_OUTCOMES.format(filter="") + _OUTCOME_ROWS.format(where=where))
+    query = _query(book, month, _OUTCOME_ROWS.format(where=where))
     out: dict[TapKey, Outcome] = {}
     with conn.cursor(binary=True) as cur:
         cur.execute(query, {"tz": book.timezone, "start": start, "end": end, "only": list(only_points or ())})
@@ -331,7 +346,7 @@ def settle_sql(conn: Conn, month: Month, book: PolicyBook, points: Sequence[Poin
     start, end = month_bounds(month, book)
     rows: list[tuple[str, ExclusionReason | None, Category | None, int, Decimal]] = []
     with conn.cursor(binary=True) as cur:
-        cur.execute(_OUTCOMES.format(filter="") + _POINT_TOTALS, {"tz": book.timezone, "start": start, "end": end})
+        cur.execute(_query(book, month, _POINT_TOTALS), {"tz": book.timezone, "start": start, "end": end})
         for point, reason, category, n, amount in cur:
             rows.append((point, ExclusionReason(reason) if reason else None,
                          Category(category) if category else None, int(n), Decimal(amount).quantize(Decimal("0.01"))))
