@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -35,6 +36,7 @@ from server.registry.elders_router import list_elders_at
 from server.registry.service import RegistryService
 from server.safety import repository as safety_repository
 from server.safety.thresholds import worst
+from server.subsidy import router as subsidy_router
 
 from . import service
 from .i18n import LANG_COOKIE, LANG_QUERY, Lang, pick_lang, translator
@@ -301,3 +303,42 @@ def registry_page(point_id: str, request: Request, conn: Conn, user: User) -> HT
                                                                 reverse=True),
         "check_items": CHECK_ITEMS, "nav": "overview", "can_write": user.role in WRITER_ROLES,
         "kinds": ("daily", "weekly", "monthly")}, user)
+
+
+# ---- subsidy ------------------------------------------------------------------------------------------
+
+
+ANOMALIES_SHOWN = 50
+
+
+def _previous_month(today: date) -> str:
+    first = today.replace(day=1)
+    last = first - timedelta(days=1)
+    return f"{last.year:04d}-{last.month:02d}"
+
+
+@router.get("/subsidy", response_class=HTMLResponse)
+def subsidy_page(request: Request, conn: Conn, user: User,
+                 month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None) -> HTMLResponse:
+    """The month's settlement in scope: state and runs (county roles), totals, anomalies, exports, notices."""
+    scope = scope_for(user)
+    masker = masker_for(user.role)
+    today = now(request).astimezone(_tz(request)).date()
+    month = month or _previous_month(today)
+    state = subsidy_router.get_month(month, conn) if scope.county else None
+    try:
+        totals = subsidy_router.settlement_totals(month, conn, scope, masker)
+        anomalies = subsidy_router.settlement_anomalies(month, conn, scope)
+        settled = True
+    except HTTPException as exc:
+        if exc.status_code != 404:
+            raise
+        totals, anomalies, settled = [], [], False
+    notices = subsidy_router.list_notices(month, request, conn, scope)
+    names = {p["id"]: p["name"] or p["id"] for p in service.repository.points(conn, scope)}
+    kinds = Counter(a["kind"] for a in anomalies)
+    return render(request, "subsidy.html", {
+        "month": month, "state": state, "totals": totals, "anomalies": anomalies[:ANOMALIES_SHOWN],
+        "anomaly_count": len(anomalies), "anomaly_kinds": sorted(kinds.items()), "settled": settled,
+        "notices": notices, "names": names, "nav": "subsidy", "is_admin": user.role is Role.BUREAU_ADMIN,
+        "months": [_previous_month(today.replace(day=1) - timedelta(days=31 * i)) for i in range(-1, 11)]}, user)

@@ -15,7 +15,7 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +36,7 @@ class SeededPoint:
     village: str
     camera: bool
     regulars: int
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,58 @@ def _meals_of(p: SeededPoint) -> list[str]:
     return ["lunch"] + (["dinner"] if p.regulars % 2 == 0 else []) + (["breakfast"] if p.regulars % 5 == 0 else [])
 
 
+def card_id(point_index: int, k: int) -> str:
+    """The canonical EM4100 card id of a point's k-th regular (firmware_bridge.cardid form)."""
+    return f"EM:{point_index:06X}{k:04X}"
+
+
+def elder_id(point_index: int, k: int) -> str:
+    # 'G' keeps clear of the server's own 'E' + 8 digits.
+    return f"G{point_index:04d}{k:04d}"
+
+
+def resident_id(point_index: int, k: int) -> tuple[str, date]:
+    """A valid GB 11643 number (ISO 7064 MOD 11-2 check) and its birth date, 71 to 96 years back."""
+    birth = date(1930, 1, 1) + timedelta(days=(point_index * 97 + k * 131) % (25 * 365))
+    body = f"11{point_index:04d}{birth:%Y%m%d}{k:03d}"
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    check = "10X98765432"[sum(int(d) * w for d, w in zip(body, weights, strict=True)) % 11]
+    return body + check, birth
+
+
+def _seed_elders(cur: psycopg.Cursor[Any], points: list[SeededPoint], bound_from: datetime) -> int:
+    """Each point's regulars as elders of its village, each with one card; a tenth on 低保 (dibao)."""
+    villages = {(t, v): vid for vid, t, v in cur.execute(
+        "SELECT v.id, t.name, v.name FROM villages v JOIN townships t ON t.id = v.township_id").fetchall()}
+    rows = 0
+    with cur.copy("COPY elders (id, name, id_number, birth_date, sex, phone, hukou_local, village_id, home_point_id)"
+                  " FROM STDIN") as cp:
+        for p in points:
+            for k in range(p.regulars):
+                number, birth = resident_id(p.index, k)
+                cp.write_row((elder_id(p.index, k), f"{SURNAMES[k % len(SURNAMES)]}老{k}", number, birth,
+                              "male" if int(number[16]) % 2 else "female", f"138{p.index:04d}{k:04d}", True,
+                              villages.get((p.township, p.village)), p.id))
+                rows += 1
+    with cur.copy("COPY cards (card_id, elder_id, bound_from) FROM STDIN") as cp:
+        for p in points:
+            for k in range(p.regulars):
+                cp.write_row((card_id(p.index, k), elder_id(p.index, k), bound_from))
+                rows += 1
+    with cur.copy("COPY elder_categories (elder_id, category, evidence, valid_from) FROM STDIN") as cp:
+        for p in points:
+            for k in range(0, p.regulars, 10):
+                cp.write_row((elder_id(p.index, k), "dibao", f"低保证 {p.index:04d}-{k:03d}", bound_from.date()))
+                rows += 1
+    return rows
+
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+
+
 def seed_county(conn: psycopg.Connection[Any], now: datetime, n_points: int, days: int, *, prefix: str = "p",
                 tz: str = "Asia/Shanghai", seed: int = 7, alert_fraction: float = 0.05,
-                offline_fraction: float = 0.04, telemetry_minutes_days: int = 1) -> County:
+                offline_fraction: float = 0.04, telemetry_minutes_days: int = 1, elders: bool = True) -> County:
     """Generate a county into a migrated database by COPY; deterministic for a given seed and `now`."""
     rnd = random.Random(seed)
     zone = ZoneInfo(tz)
@@ -72,7 +122,7 @@ def seed_county(conn: psycopg.Connection[Any], now: datetime, n_points: int, day
         t = i // (VILLAGES_PER_TOWNSHIP * POINTS_PER_VILLAGE)
         v = (i // POINTS_PER_VILLAGE) % VILLAGES_PER_TOWNSHIP
         points.append(SeededPoint(f"{prefix}{i:04d}", _town_name(t), f"{_town_name(t)[:2]}{v + 1}村",
-                                  camera=i % 2 == 0, regulars=rnd.randint(20, 150)))
+                                  camera=i % 2 == 0, regulars=rnd.randint(20, 150), index=i))
     rows = 0
     with conn.cursor() as cur:
         with cur.copy("COPY meal_points (id, name, township, village) FROM STDIN") as cp:
@@ -90,6 +140,9 @@ def seed_county(conn: psycopg.Connection[Any], now: datetime, n_points: int, day
                                   else None))
                     rows += 1
         rows += len(points)
+        if elders:
+            rows += _seed_elders(cur, points, datetime.combine(now.astimezone(zone).date() - timedelta(days=days),
+                                                                datetime.min.time(), zone))
         log.info("seed: %d points in %d townships", len(points), n_town)
         today = now.astimezone(zone).date()
         first = today - timedelta(days=days - 1)
@@ -113,12 +166,12 @@ def seed_county(conn: psycopg.Connection[Any], now: datetime, n_points: int, day
                             at = start + timedelta(seconds=prng.uniform(0, span))
                             seq += 1
                             delivery = k % 12 == 0
-                            cp.write_row((at, p.id, "reader1", seq, "delivery" if delivery else "checkin",
-                                          "card", f"EM:{p.id}{k:04d}", meal, "accepted", f"E{k:08d}", True))
+                            cp.write_row((at, p.id, "reader1", seq, "delivery" if delivery else "tap",
+                                          "card", card_id(p.index, k), meal, "accepted", elder_id(p.index, k), True))
                             if prng.random() < 0.04:  # an elder taps twice
                                 seq += 1
-                                cp.write_row((at + timedelta(seconds=5), p.id, "reader1", seq, "checkin", "card",
-                                              f"EM:{p.id}{k:04d}", meal, "repeat", f"E{k:08d}", True))
+                                cp.write_row((at + timedelta(seconds=5), p.id, "reader1", seq, "tap", "card",
+                                              card_id(p.index, k), meal, "repeat", elder_id(p.index, k), True))
                                 rows += 1
                         rows += n
         log.info("seed: diner events done (%d rows so far)", rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from .conftest import PASSWORD, WebSite, login, shot
 
 pytestmark = pytest.mark.integration
 
+ZONE = ZoneInfo("Asia/Shanghai")
 ROLES = ["admin", "viewer", "township", "village", "caregiver"]
 
 
@@ -82,7 +84,7 @@ def test_meal_point_page_draws_sensor_charts_with_thresholds(page: Any, web_site
 
     with psycopg.connect(web_site.dsn) as conn:  # a tap and a camera count this minute, whatever the hour
         conn.execute("INSERT INTO diner_events (time, point_id, device_id, seq, kind, method, card_id, meal, decision,"
-                     " clock_synced) VALUES (now(), %s, 'reader1', 999999, 'checkin', 'card', 'EM:X1', 'lunch',"
+                     " clock_synced) VALUES (now(), %s, 'reader1', 999999, 'tap', 'card', 'EM:X1', 'lunch',"
                      " 'accepted', true)", (point.id,))
         conn.execute("INSERT INTO count_events (time, point_id, device_id, seq, period_s, entries, exits)"
                      " VALUES (now(), %s, 'cam1', 999999, 60, 2, 0)", (point.id,))
@@ -197,7 +199,7 @@ def test_caregiver_sees_masked_elders_and_records_a_daily_check(page: Any, web_s
     page.goto(f"{web_site.base_url}/points/{point}")
     page.click("#registry-link")
     page.wait_for_selector("#elders tr[data-elder]")
-    row = page.locator("#elders tr[data-elder]").first.inner_text()
+    row = page.locator("#elders tr[data-elder]", has_text="王秀英").inner_text()
     assert "王秀英" in row and "13812345678" in row  # caregivers call elders: phones in clear
     assert id_number not in row and id_number[:2] in row  # ID numbers masked for caregivers
     page.eval_on_selector("#inspection-form details", "d => { d.open = true; }")
@@ -218,3 +220,45 @@ def test_caregiver_sees_masked_elders_and_records_a_daily_check(page: Any, web_s
     assert [(k, a, p) for k, a, p, _ in items][:2] == [("daily", "electricity", True), ("daily", "gas", False)]
     assert items[0][3] == "caregiver" and problems == [("燃气软管老化，已更换",)]
     shot(page, "registry-ledger")
+
+
+def test_admin_settles_signs_and_downloads_the_settlement_xlsx(page: Any, web_site: WebSite, tmp_path: Any) -> None:
+    from pathlib import Path
+
+    import openpyxl
+
+    from server.subsidy import service as subsidy_service
+
+    month = web_site.now.astimezone(ZONE).strftime("%Y-%m")
+    policy = (Path(subsidy_service.__file__).parent / "example_county.yaml").read_text(encoding="utf-8")
+    with httpx.Client(base_url=web_site.base_url, timeout=60) as admin:
+        admin.post("/api/v1/auth/login", json={"username": web_site.users["admin"].username, "password": PASSWORD})
+        csrf = admin.get("/api/v1/auth/me").json()["csrf_token"]
+        r = admin.post("/api/v1/subsidy/policies", json={"yaml": policy}, headers={"X-CSRF-Token": csrf})
+        assert r.status_code in (201, 409), r.text
+    login(page, web_site, web_site.users["admin"])
+    page.goto(f"{web_site.base_url}/subsidy?month={month}")
+    assert page.locator("#month-state").get_attribute("data-state") == "open"
+    page.click("#subsidy-actions button[data-action=settle]")
+    page.wait_for_selector("#subsidy-actions button[data-action=sign]", timeout=30000)
+    page.click("#subsidy-actions button[data-action=sign]")
+    page.wait_for_selector("#month-state[data-state=signed]", timeout=30000)
+    county = page.locator("#totals tr[data-level=county]")
+    meals, due = int(county.locator("td").nth(1).inner_text()), float(county.locator("td").nth(4).inner_text())
+    assert meals > 0 and due > 0  # the seeded regulars are registered elders of 70 and over
+    with page.expect_download() as info:
+        page.click("#export-xlsx")
+    path = tmp_path / "settlement.xlsx"
+    info.value.save_as(str(path))
+    book = openpyxl.load_workbook(path, read_only=True)
+    assert book.sheetnames and sum(ws.max_row or 0 for ws in book.worksheets) > 1
+    shot(page, "subsidy")
+
+
+def test_township_officer_sees_only_own_notices_and_no_month_actions(page: Any, web_site: WebSite) -> None:
+    officer = web_site.users["township"]
+    login(page, web_site, officer)
+    page.goto(f"{web_site.base_url}/subsidy")
+    assert page.locator("#subsidy-actions").count() == 0
+    townships = set(page.locator("#notices tbody tr td:first-child").all_inner_texts())
+    assert townships == {officer.township}

@@ -195,6 +195,32 @@ function setupInspectionForm() {
   });
 }
 
+// ---- subsidy: settle, sign, draft notices (bureau administrator) -----------------------------------------
+
+function setupSubsidy() {
+  const box = document.getElementById("subsidy-actions");
+  if (!box) return;
+  const month = box.dataset.month;
+  box.addEventListener("click", async (ev) => {
+    const btn = ev.target.closest("button[data-action]");
+    if (!btn) return;
+    btn.disabled = true;
+    const urls = {
+      settle: ["/api/v1/subsidy/settlements/" + month + "/runs", {}],
+      sign: ["/api/v1/subsidy/settlements/" + month + "/sign", { run_id: Number(btn.dataset.run) }],
+      draft: ["/api/v1/subsidy/notices/" + month + "/draft", {}],
+    };
+    const [url, body] = urls[btn.dataset.action];
+    try {
+      await api("POST", url, body);
+      window.location.reload();
+    } catch (err) {
+      const e = document.getElementById("subsidy-error");
+      e.textContent = err.message; e.hidden = false; btn.disabled = false;
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  setupLogin(); setupLogout(); setupCharts(); setupAlerts(); setupInspectionForm();
+  setupLogin(); setupLogout(); setupCharts(); setupAlerts(); setupInspectionForm(); setupSubsidy();
 });
