@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from server.subsidy import repository
 from server.subsidy.policy import Category
+from server.subsidy.records import Month
 from server.subsidy.settlement import settle
-from server.subsidy.sql import outcomes, settle_sql
+from server.subsidy.sql import outcomes, settle_sql, settle_sql_parallel
 
 from .dbdata import insert_month
 from .months import RandomMonth, months
@@ -73,3 +74,22 @@ def test_database_paths_equal_the_reference(db: psycopg.Connection[Any], data: s
     prefix = uuid.uuid4().hex[:6].upper()
     month = data.draw(months(prefix=prefix, max_taps=200))
     _settle_three_ways(db, month, book_index, prefix)
+
+
+def test_the_day_split_parallel_path_equals_the_single_query(tsdb_dsn: str) -> None:
+    from .dbcounty import build, commit
+
+    month = Month(2033, 1)
+    county = commit(tsdb_dsn, build(month, seed=3))
+    book = BOOKS[1]
+    with psycopg.connect(tsdb_dsn) as conn:
+        points = repository.load_points(conn)
+        single = settle_sql(conn, month, book, points)
+        conn.rollback()
+        elders = repository.load_elders(conn, [e.elder_id for e in county.elders])
+        pure = settle(month, taps=repository.load_taps(conn, month, book),
+                      bindings=repository.load_bindings(conn, elders), elders=elders, points=points, policies=book)
+    for workers in (2, 3):
+        parallel = settle_sql_parallel(tsdb_dsn, month, book, points, workers=workers)
+        assert parallel.totals == single.totals == pure.totals
+    assert pure.county.meals > 50 and pure.county.excluded_taps > 0
