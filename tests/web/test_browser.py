@@ -251,7 +251,11 @@ def test_admin_settles_signs_and_downloads_the_settlement_xlsx(page: Any, web_si
     path = tmp_path / "settlement.xlsx"
     info.value.save_as(str(path))
     book = openpyxl.load_workbook(path, read_only=True)
-    assert book.sheetnames and sum(ws.max_row or 0 for ws in book.worksheets) > 1
+    rows = list(book["汇总"].iter_rows(values_only=True))
+    header = next(i for i, r in enumerate(rows) if r and r[0] == "层级")
+    county_row = rows[header + 1]  # the county comes first, as on the page
+    assert int(county_row[3]) == meals and float(county_row[6]) == pytest.approx(due)
+    assert len(book.sheetnames) == 1 + len(web_site.county.townships)  # a sheet per township
     shot(page, "subsidy")
 
 
