@@ -9,11 +9,11 @@ Progress goes to stderr; the LAST line on stdout is one JSON object:
 Method.
 1. A fresh database (created, migrated, dropped at the end) gets a county by COPY (seed_county):
    townships of ten villages, two meal points a village, devices per point (agent, card reader,
-   gas detector, electric meter, a camera at every other point); 90 days of diner events (20 to
-   150 regulars a point, lunch every day, dinner and breakfast at some points, weekday dips),
-   camera counts every 10 minutes of a meal, telemetry (three channels a point: 1-minute summaries
-   for the last day, hourly summaries before), safety events and open alerts at a few
-   points.
+   gas detector, electric meter, a camera at every other point); the regulars registered as elders
+   with a card each; 90 days of diner events (20 to 150 regulars a point, lunch every day,
+   dinner and breakfast at some points, weekday dips), camera counts every 10 minutes of a meal,
+   telemetry (three channels a point: 1-minute summaries for the last day, hourly summaries
+   before), safety events and open alerts at a few points.
 2. The real server (`python -m server.app`, uvicorn, one process) runs against that database.
 3. `--users` users each sign in through POST /api/v1/auth/login (their own session cookie; the
    county-wide bureau viewer, a township officer per township in turn) and then loop for
@@ -49,7 +49,8 @@ from server.web.seed import County, seed_county
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-password-123"  # users of a throw-away database
-SEEDED_TABLES = ("meal_points", "devices", "diner_events", "count_events", "telemetry", "alerts", "safety_events")
+SEEDED_TABLES = ("meal_points", "devices", "elders", "cards", "elder_categories", "diner_events", "count_events",
+                 "telemetry", "alerts", "safety_events")
 
 
 def progress(msg: str) -> None:
