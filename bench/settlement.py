@@ -40,7 +40,7 @@ from server.subsidy import repository
 from server.subsidy.policy import PolicyBook, parse_policies
 from server.subsidy.records import Month
 from server.subsidy.settlement import Level, settle
-from server.subsidy.sql import outcomes, settle_sql
+from server.subsidy.sql import outcomes, settle_sql, settle_sql_parallel
 
 TZ = ZoneInfo("Asia/Shanghai")
 PROVINCE = Month(2024, 6)
@@ -196,15 +196,16 @@ class Loader:
 def sample_matches(conn: psycopg.Connection[Any], book: PolicyBook, month: Month, sample: list[str]) -> bool:
     """SQL outcomes of the sampled points' taps equal the pure settle() over their elders' taps."""
     points = repository.load_points(conn)
-    by_sql = outcomes(conn, month, book, points, only_points=sample)
-    conn.rollback()
     elder_ids = [r[0] for r in conn.execute(
         "SELECT DISTINCT c.elder_id FROM diner_events d JOIN cards c ON c.card_id = d.card_id"
         " WHERE d.point_id = ANY(%s) AND d.time >= %s AND d.time < %s",
         (sample, *repository.month_bounds(month, book)))]
     elders = repository.load_elders(conn, elder_ids)
     bindings = repository.load_bindings(conn, elders)
-    taps = repository.load_taps(conn, month, book, point_ids=sample, card_ids=[b.card_id for b in bindings])
+    cards = [b.card_id for b in bindings]
+    by_sql = outcomes(conn, month, book, points, only_points=sample, cards=cards)
+    conn.rollback()
+    taps = repository.load_taps(conn, month, book, point_ids=sample, card_ids=cards)
     # Taps of these elders at other points join the month: they decide repeats and daily limits too.
     pure = settle(month, taps=taps, bindings=bindings, elders=elders, points=points, policies=book)
     expected: dict[Any, tuple[Any, Any, Any]] = {
@@ -222,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--diners", type=int, default=60, help="diners per point (default 60)")
     parser.add_argument("--county-points", type=int, default=300)
     parser.add_argument("--sample", type=int, default=20, help="province points checked tap by tap")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="connections for the province month, split by local days (default: CPUs)")
     parser.add_argument("--admin-dsn", default=None, help="default: deploy/native/timescaledb.sh dsn")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args(argv)
@@ -259,18 +262,22 @@ def main(argv: list[str] | None = None) -> int:
 
             load_before = os.getloadavg()
             t0 = time.perf_counter()
-            result = settle_sql(conn, PROVINCE, book, points)
+            result = settle_sql_parallel(dsn, PROVINCE, book, points, workers=args.workers)
             province_seconds = time.perf_counter() - t0
-            conn.rollback()
             log(f"province: {result.county.taps} taps, {result.county.meals} meals, {result.county.amount_due} yuan"
-                f" in {province_seconds:.1f} s (load {load_before[0]:.1f})")
+                f" in {province_seconds:.1f} s over {args.workers} connections (load {load_before[0]:.1f})")
             assert result.county.taps == taps, (result.county.taps, taps)
 
             t0 = time.perf_counter()
             county_result = settle_sql(conn, COUNTY, book, points)
             county_seconds = time.perf_counter() - t0
             conn.rollback()
-            log(f"county: {county_result.county.taps} taps in {county_seconds:.2f} s")
+            log(f"county: {county_result.county.taps} taps in {county_seconds:.2f} s on one connection")
+            t0 = time.perf_counter()
+            county_parallel = settle_sql_parallel(dsn, COUNTY, book, points, workers=args.workers)
+            county_parallel_seconds = time.perf_counter() - t0
+            assert county_parallel.totals == county_result.totals
+            log(f"county: {county_parallel_seconds:.2f} s over {args.workers} connections")
 
             t0 = time.perf_counter()
             elders = repository.load_elders(conn, [f"E{i:08d}" for i in range(args.points * args.diners,
@@ -297,10 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         "taps": taps,
         "province_points": args.points,
         "province_seconds": round(province_seconds, 2),
+        "province_workers": args.workers,
         "province_target_seconds": 60,
         "county_taps": county_taps,
         "county_points": args.county_points,
         "county_seconds": round(county_seconds, 3),
+        "county_parallel_seconds": round(county_parallel_seconds, 3),
         "county_target_seconds": 1,
         "county_pure_seconds": round(pure_county_seconds, 2),
         "matches_reference": bool(province_equal and county_equal),

@@ -9,8 +9,8 @@ It applies the rules of server.subsidy.settlement, in the same order, inside Tim
                                ├─ meal slot             (_slots: per version, minute of day and tap kind —
                                │                         built by calling SubsidyPolicy.meal_at itself)
                                ├─ moved / deceased, local or long-term resident, age on the day
-                               ├─ best category         (_ageband: best band rank per age; _grants: best
-                               │                         registered rank per elder and day, any / special)
+                               ├─ best category         (_ageband: best band rank per age; _gfull/_gpart:
+                               │                         best registered rank, any / special)
                                ├─ repeat                ┐ one window pass per (elder, day) in tap order:
                                └─ daily limit           ┘ running counts per meal slot → the tap is the
                                                           first of its slot, and the slots started so
@@ -64,7 +64,8 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
     conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
     # A merge join with the grants would sort every tap once more; the hash join does not.
     conn.execute("SET LOCAL enable_mergejoin = off")
-    for name in ("_places", "_days", "_slots", "_ageband", "_ranks", "_amounts", "_params", "_grants"):
+    for name in ("_places", "_days", "_slots", "_ageband", "_ranks", "_amounts", "_params", "_vspan", "_gfull",
+                 "_gpart"):
         conn.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
     conn.execute("CREATE TEMP TABLE _places (point_id text PRIMARY KEY, township_id bigint, village_id bigint)"
                  " ON COMMIT DROP")
@@ -121,17 +122,33 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
             with cur.copy(f"COPY {table} FROM STDIN") as cp:
                 for row in rows:
                     cp.write_row(row)
+    # Registered categories: grants covering all of a version's days in the (part of the) month are kept
+    # per elder and version; the few that start or end inside it are expanded per day.
     conn.execute(
-        "CREATE TEMP TABLE _grants ON COMMIT DROP AS"
-        " SELECT g.elder_id, dy.dayno, min(r.rank) AS any_rank, min(r.rank) FILTER (WHERE r.special) AS special_rank"
+        "CREATE TEMP TABLE _vspan ON COMMIT DROP AS"
+        " SELECT version, min(day) AS first_day, max(day) AS last_day FROM _days GROUP BY version"
+    )
+    conn.execute(
+        "CREATE TEMP TABLE _gfull ON COMMIT DROP AS"
+        " SELECT g.elder_id, v.version, min(r.rank) AS any_rank, min(r.rank) FILTER (WHERE r.special) AS special_rank"
         " FROM elder_categories g"
-        " JOIN _days dy ON dy.day >= g.valid_from AND (g.valid_to IS NULL OR dy.day <= g.valid_to)"
-        " JOIN _ranks r ON r.version = dy.version AND r.category = g.category"
+        " JOIN _vspan v ON g.valid_from <= v.first_day AND (g.valid_to IS NULL OR g.valid_to >= v.last_day)"
+        " JOIN _ranks r ON r.version = v.version AND r.category = g.category"
         " GROUP BY 1, 2"
     )
-    conn.execute("CREATE INDEX ON _grants (elder_id, dayno)")
+    conn.execute(
+        "CREATE TEMP TABLE _gpart ON COMMIT DROP AS"
+        " SELECT g.elder_id, dy.dayno, min(r.rank) AS any_rank, min(r.rank) FILTER (WHERE r.special) AS special_rank"
+        " FROM elder_categories g"
+        " JOIN _vspan v ON g.valid_from <= v.last_day AND (g.valid_to IS NULL OR g.valid_to >= v.first_day)"
+        "  AND NOT (g.valid_from <= v.first_day AND (g.valid_to IS NULL OR g.valid_to >= v.last_day))"
+        " JOIN _days dy ON dy.version = v.version AND dy.day >= g.valid_from"
+        "  AND (g.valid_to IS NULL OR dy.day <= g.valid_to)"
+        " JOIN _ranks r ON r.version = v.version AND r.category = g.category"
+        " GROUP BY 1, 2"
+    )
     conn.execute("ANALYZE _places; ANALYZE _days; ANALYZE _slots; ANALYZE _ageband; ANALYZE _ranks;"
-                 " ANALYZE _amounts; ANALYZE _params; ANALYZE _grants")
+                 " ANALYZE _amounts; ANALYZE _params; ANALYZE _gfull; ANALYZE _gpart")
     return sorted(used.values(), key=lambda p: p.effective_from)
 
 
@@ -156,9 +173,9 @@ WITH t AS (
 ), e AS (
     SELECT b.time, b.point_id, b.device_id, b.seq, b.card_id, b.elder_id, b.dayno, dy.version, sl.meal,
            pa.max_meals,
-           CASE WHEN ab.rank IS NOT NULL THEN least(ab.rank, gr.any_rank)
+           CASE WHEN ab.rank IS NOT NULL THEN least(ab.rank, gf.any_rank, gp.any_rank)
                 WHEN (dy.ymd - substr(el.id_number, 7, 8)::int) / 10000 >= pa.special_min_age
-                THEN gr.special_rank END AS best,
+                THEN least(gf.special_rank, gp.special_rank) END AS best,
            CASE WHEN NOT b.placed THEN 'unknown_point'
                 WHEN b.elder_id IS NULL THEN 'unknown_card'
                 WHEN b.lost THEN 'card_lost'
@@ -171,7 +188,8 @@ WITH t AS (
                           OR (dy.ymd - to_char(el.resident_since, 'YYYYMMDD')::int) / 10000
                              < pa.long_term_min_years) THEN 'not_eligible'
                 WHEN ab.rank IS NULL AND ((dy.ymd - substr(el.id_number, 7, 8)::int) / 10000 < pa.special_min_age
-                                          OR gr.special_rank IS NULL) THEN 'not_eligible'
+                                          OR least(gf.special_rank, gp.special_rank) IS NULL)
+                     THEN 'not_eligible'
            END AS reason
     FROM b
     LEFT JOIN _days dy ON dy.dayno = b.dayno
@@ -179,7 +197,8 @@ WITH t AS (
     LEFT JOIN _slots sl ON sl.version = dy.version AND sl.minute = b.minute AND sl.kind = b.kind
     LEFT JOIN elders el ON el.id = b.elder_id
     LEFT JOIN _ageband ab ON ab.version = dy.version AND ab.age = (dy.ymd - substr(el.id_number, 7, 8)::int) / 10000
-    LEFT JOIN _grants gr ON gr.elder_id = b.elder_id AND gr.dayno = b.dayno
+    LEFT JOIN _gfull gf ON gf.elder_id = b.elder_id AND gf.version = dy.version
+    LEFT JOIN _gpart gp ON gp.elder_id = b.elder_id AND gp.dayno = b.dayno
 ), q AS (
     SELECT e.point_id, e.device_id, e.seq, e.time, e.card_id, e.elder_id, e.dayno, e.meal, e.version, e.best,
            e.max_meals, e.reason,
@@ -248,15 +267,22 @@ class Outcome:
 
 
 def outcomes(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointPlace],
-             only_points: Sequence[str] | None = None) -> dict[TapKey, Outcome]:
-    """Per-tap outcomes of the month (reported for `only_points` when given; computed over all taps)."""
+             only_points: Sequence[str] | None = None, cards: Sequence[str] = ()) -> dict[TapKey, Outcome]:
+    """Per-tap outcomes of the month, or of the taps at `only_points`.
+
+    With `only_points`, the query reads only the taps at those points and on `cards`: exact for the
+    points' taps when `cards` holds every card of the elders who tapped there (their other taps decide
+    repeats and daily limits), which is how a sample of a province month is checked quickly."""
     _prepare(conn, month, book, points)
     start, end = month_bounds(month, book)
     where = "" if only_points is None else "WHERE o.point_id = ANY(%(only)s)"
-    query = _query(book, month, _OUTCOME_ROWS.format(where=where))
+    taps = "" if only_points is None else "AND (d.point_id = ANY(%(only)s) OR d.card_id = ANY(%(cards)s))"
+    query = _OUTCOMES.format(local_epoch=_local_epoch(book, month), filter=taps, order=_TAP_ORDER)
+    query += _OUTCOME_ROWS.format(where=where)
     out: dict[TapKey, Outcome] = {}
     with conn.cursor(binary=True) as cur:
-        cur.execute(query, {"tz": book.timezone, "start": start, "end": end, "only": list(only_points or ())})
+        cur.execute(query, {"tz": book.timezone, "start": start, "end": end, "only": list(only_points or ()),
+                            "cards": list(cards)})
         for point, device, seq, at, reason, category, amount in cur:
             out[(point, device, seq, at)] = Outcome(
                 ExclusionReason(reason) if reason else None, Category(category) if category else None,
