@@ -193,6 +193,7 @@ def point_page(point_id: str, request: Request, conn: Conn, user: User) -> HTMLR
 
 # ---- alerts -------------------------------------------------------------------------------------------
 
+DISCONNECT_POLL_SECONDS = 1.0
 ACTING_ROLES = frozenset({Role.BUREAU_ADMIN, Role.TOWNSHIP_OFFICER, Role.VILLAGE_OFFICER, Role.CAREGIVER})
 ALERT_STATES = ("open", "acknowledged", "resolved")
 ALERT_HAZARDS = ("gas", "electric", "device", "diners", "other")
@@ -264,12 +265,18 @@ async def alert_events(request: Request) -> StreamingResponse:
         try:
             await asyncio.to_thread(feed.listening.wait, 5.0)
             yield ": connected\n\n"
+            quiet_s = 0.0
             while not await request.is_disconnected():
+                # Wake every second to notice a client that went away (and a server shutting down).
                 try:
-                    seq, kind, data = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_SECONDS)
+                    seq, kind, data = await asyncio.wait_for(sub.queue.get(), timeout=DISCONNECT_POLL_SECONDS)
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
+                    quiet_s += DISCONNECT_POLL_SECONDS
+                    if quiet_s >= KEEPALIVE_SECONDS:
+                        quiet_s = 0.0
+                        yield ": keep-alive\n\n"
                     continue
+                quiet_s = 0.0
                 yield format_event(seq, kind, data)
         finally:
             feed.unsubscribe(sub)

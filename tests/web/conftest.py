@@ -112,7 +112,9 @@ def web_site(tsdb_admin_dsn: str, mqtt_server_account: Any) -> Iterator[WebSite]
                                           password=SecretStr(acct.password)))
     port = _free_port()
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # Event streams never end by themselves: at shutdown give them 2 s, then cancel them.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
     thread = threading.Thread(target=server.run, name="web-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
