@@ -137,6 +137,10 @@ class Agent:
             runner.thread.join(INPUT_JOIN_SECONDS)
             if runner.thread.is_alive():
                 log.warning("input %s did not stop within %.0f s", runner.name, INPUT_JOIN_SECONDS)
+        try:
+            self.checkin.persist()
+        except OSError:
+            log.exception("check-in state not saved at stop")
         self.publisher.stop(flush_timeout_s)
         self.outbox.close()
         log.info("agent for %s stopped", self.cfg.point.id)

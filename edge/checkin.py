@@ -265,6 +265,8 @@ class Checkin:
     _modes: dict[str, _Mode] = field(init=False, default_factory=dict)
     _lock: threading.RLock = field(init=False, default_factory=threading.RLock)
     _dirty: bool = field(init=False, default=False)
+    _wake: threading.Event = field(init=False, default_factory=threading.Event)
+    _saver: threading.Thread | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._zone = ZoneInfo(self.config.timezone)
@@ -372,6 +374,23 @@ class Checkin:
             if self._dirty and self.store is not None:
                 self.store.save_served(self._served)
             self._dirty = False
+
+    def persist_soon(self) -> None:
+        """Save the served set from a background thread (saves coalesce), so no reader waits on it."""
+        with self._lock:
+            if self._saver is None:
+                self._saver = threading.Thread(target=self._save_loop, name="checkin-state", daemon=True)
+                self._saver.start()
+        self._wake.set()
+
+    def _save_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self.persist()
+            except OSError:
+                log.exception("check-in state not saved; will try again with the next tap")
 
     def tap(
         self, card_id: str, method: CheckinMethod, device_id: str, emit: Callable[[Decision], object], *,

@@ -210,10 +210,7 @@ class CardInput(Input):
             self.indicator.show(device_id, decision.feedback)
         except Exception:
             log.exception("card reader %s: indicator failed", device_id)
-        try:
-            self.checkin.persist()  # after the feedback: the outbox row already holds the tap
-        except OSError:
-            log.exception("card reader %s: check-in state not saved", device_id)
+        self.checkin.persist_soon()  # after the feedback, off this thread: the outbox row holds the tap
         return decision
 
 
