@@ -65,7 +65,7 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
     # A merge join with the grants would sort every tap once more; the hash join does not.
     conn.execute("SET LOCAL enable_mergejoin = off")
     for name in ("_places", "_days", "_slots", "_ageband", "_ranks", "_amounts", "_params", "_vspan", "_gfull",
-                 "_gpart"):
+                 "_gpart", "_who"):
         conn.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
     conn.execute("CREATE TEMP TABLE _places (point_id text PRIMARY KEY, township_id bigint, village_id bigint)"
                  " ON COMMIT DROP")
@@ -122,6 +122,12 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
             with cur.copy(f"COPY {table} FROM STDIN") as cp:
                 for row in rows:
                     cp.write_row(row)
+    # Elders with an integer key (cheaper to sort by than the text id) and the birth date as YYYYMMDD.
+    conn.execute(
+        "CREATE TEMP TABLE _who ON COMMIT DROP AS"
+        " SELECT id AS elder_id, (row_number() OVER ())::int AS k, substr(id_number, 7, 8)::int AS birth_ymd,"
+        " status, status_date, hukou_local, resident_since FROM elders"
+    )
     # Registered categories: grants covering all of a version's days in the (part of the) month are kept
     # per elder and version; the few that start or end inside it are expanded per day.
     conn.execute(
@@ -148,7 +154,7 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
         " GROUP BY 1, 2"
     )
     conn.execute("ANALYZE _places; ANALYZE _days; ANALYZE _slots; ANALYZE _ageband; ANALYZE _ranks;"
-                 " ANALYZE _amounts; ANALYZE _params; ANALYZE _gfull; ANALYZE _gpart")
+                 " ANALYZE _amounts; ANALYZE _params; ANALYZE _gfull; ANALYZE _gpart; ANALYZE _who")
     return sorted(used.values(), key=lambda p: p.effective_from)
 
 
@@ -171,10 +177,10 @@ WITH t AS (
                      AND (c.bound_to IS NULL OR t.time < c.bound_to)
     LEFT JOIN elders ie ON ie.id_number = CASE WHEN t.card_id LIKE 'ID:%%' THEN substr(t.card_id, 4) END
 ), e AS (
-    SELECT b.time, b.point_id, b.device_id, b.seq, b.card_id, b.elder_id, b.dayno, dy.version, sl.meal,
+    SELECT b.time, b.point_id, b.device_id, b.seq, b.card_id, b.elder_id, el.k, b.dayno, dy.version, sl.meal,
            pa.max_meals,
            CASE WHEN ab.rank IS NOT NULL THEN least(ab.rank, gf.any_rank, gp.any_rank)
-                WHEN (dy.ymd - substr(el.id_number, 7, 8)::int) / 10000 >= pa.special_min_age
+                WHEN (dy.ymd - el.birth_ymd) / 10000 >= pa.special_min_age
                 THEN least(gf.special_rank, gp.special_rank) END AS best,
            CASE WHEN NOT b.placed THEN 'unknown_point'
                 WHEN b.elder_id IS NULL THEN 'unknown_card'
@@ -187,7 +193,7 @@ WITH t AS (
                      AND (el.resident_since IS NULL OR el.resident_since > dy.day
                           OR (dy.ymd - to_char(el.resident_since, 'YYYYMMDD')::int) / 10000
                              < pa.long_term_min_years) THEN 'not_eligible'
-                WHEN ab.rank IS NULL AND ((dy.ymd - substr(el.id_number, 7, 8)::int) / 10000 < pa.special_min_age
+                WHEN ab.rank IS NULL AND ((dy.ymd - el.birth_ymd) / 10000 < pa.special_min_age
                                           OR least(gf.special_rank, gp.special_rank) IS NULL)
                      THEN 'not_eligible'
            END AS reason
@@ -195,8 +201,8 @@ WITH t AS (
     LEFT JOIN _days dy ON dy.dayno = b.dayno
     LEFT JOIN _params pa ON pa.version = dy.version
     LEFT JOIN _slots sl ON sl.version = dy.version AND sl.minute = b.minute AND sl.kind = b.kind
-    LEFT JOIN elders el ON el.id = b.elder_id
-    LEFT JOIN _ageband ab ON ab.version = dy.version AND ab.age = (dy.ymd - substr(el.id_number, 7, 8)::int) / 10000
+    LEFT JOIN _who el ON el.elder_id = b.elder_id
+    LEFT JOIN _ageband ab ON ab.version = dy.version AND ab.age = (dy.ymd - el.birth_ymd) / 10000
     LEFT JOIN _gfull gf ON gf.elder_id = b.elder_id AND gf.version = dy.version
     LEFT JOIN _gpart gp ON gp.elder_id = b.elder_id AND gp.dayno = b.dayno
 ), q AS (
@@ -206,7 +212,7 @@ WITH t AS (
            count(*) FILTER (WHERE e.meal = 'lunch') OVER w AS nl,
            count(*) FILTER (WHERE e.meal = 'dinner') OVER w AS nd
     FROM e
-    WINDOW w AS (PARTITION BY e.reason IS NULL, e.elder_id COLLATE "C", e.dayno
+    WINDOW w AS (PARTITION BY e.reason IS NULL, e.k, e.dayno
                  ORDER BY {order} ROWS UNBOUNDED PRECEDING)
 ), o AS (
     -- First tap of its slot, and the slots started that day so far within the daily limit.
