@@ -223,6 +223,20 @@ def sample_matches(conn: psycopg.Connection[Any], book: PolicyBook, month: Month
     return taps_equal and totals_equal
 
 
+def drop_database(admin: str, name: str, attempts: int = 10) -> None:
+    """Drop a benchmark database; a TimescaleDB background worker of the server's own may hold it briefly."""
+    for attempt in range(attempts):
+        try:
+            with psycopg.connect(admin, autocommit=True) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.Error as exc:
+            if attempt == attempts - 1:
+                log(f"could not drop {name} ({exc}); drop it by hand")
+                return
+            time.sleep(1.0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.settlement", description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=10_000, help="province meal points (default 10,000)")
@@ -313,9 +327,8 @@ def main(argv: list[str] | None = None) -> int:
             load_after = os.getloadavg()
     finally:
         if not args.keep:
-            with psycopg.connect(admin, autocommit=True) as c:
-                for name in names.values():
-                    c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for name in names.values():
+                drop_database(admin, name)
     assert by_point
     print(json.dumps({
         "taps": taps,
