@@ -21,6 +21,7 @@ from server.errors import ConfigError
 from server.ledger.router import SCOPE_AWARE_ROUTES as LEDGER_SCOPE_AWARE_ROUTES
 from server.ledger.router import router as ledger_router
 from server.registry.elders_router import router as elders_router
+from server.registry.import_router import router as registry_import_router
 from server.registry.router import router as registry_router
 from server.safety.router import router as safety_router
 from server.settings import Settings, load_settings
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 # with {point_id} answer only inside the caller's scope; list routes named here filter by scope.
 OPEN_ROUTERS = (health.router, auth_router, alert_ack_router, web_router)
 GUARDED_ROUTERS = (registry_router, telemetry_router, checkins_router, safety_router, alerts_router,
-                   ledger_router, elders_router, vision_router, subsidy_router)
+                   ledger_router, elders_router, vision_router, subsidy_router, registry_import_router)
 SCOPE_AWARE_ROUTES = (
     frozenset({"list_points", "list_alerts", "alerts_stream"}) | LEDGER_SCOPE_AWARE_ROUTES | SUBSIDY_SCOPE_AWARE_ROUTES
 )

@@ -309,6 +309,7 @@ def registry_page(point_id: str, request: Request, conn: Conn, user: User) -> HT
         "point": point, "elders": elders, "inspections": sorted(inspections, key=lambda i: i.inspected_at,
                                                                 reverse=True),
         "check_items": CHECK_ITEMS, "nav": "overview", "can_write": user.role in WRITER_ROLES,
+        "can_import": user.role == Role.BUREAU_ADMIN,
         "kinds": ("daily", "weekly", "monthly")}, user)
 
 

@@ -266,3 +266,49 @@ def test_township_officer_sees_only_own_notices_and_no_month_actions(page: Any, 
     assert page.locator("#subsidy-actions").count() == 0
     townships = set(page.locator("#notices tbody tr td:first-child").all_inner_texts())
     assert townships == {officer.township}
+
+
+def _workbook(rows: list[list[Any]]) -> bytes:
+    import io
+
+    from openpyxl import Workbook
+
+    from server.subsidy import importer
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = importer.ELDERS_SHEET
+    ws.append(list(importer.ELDER_COLUMNS))
+    for r in rows:
+        ws.append(r)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def test_admin_imports_the_registry_workbook_with_its_report(page: Any, web_site: WebSite, tmp_path: Any) -> None:
+    point = web_site.county.points[0]
+    good_id = _id_number("33012719380505001")
+    bad_id = good_id[:17] + ("0" if good_id[17] != "0" else "1")
+    row = ["", "周桂兰", good_id, "", "", point.township, point.village, "本地", None, "", None, None]
+    bad, good = tmp_path / "bad.xlsx", tmp_path / "good.xlsx"
+    bad.write_bytes(_workbook([row, [*row[:1], "吴", bad_id, *row[3:]]]))
+    good.write_bytes(_workbook([row]))
+    login(page, web_site, web_site.users["admin"])
+    page.goto(f"{web_site.base_url}/points/{point.id}/registry")
+    page.set_input_files("#import-form input[name=file]", str(bad))
+    page.click("#import-form button[type=submit]")
+    page.wait_for_selector("#import-problems:not([hidden]) tbody tr")
+    problem = page.locator("#import-problems tbody tr").first.inner_text()
+    assert "老人" in problem and "3" in problem and "身份证号" in problem
+    assert "未写入" in page.inner_text("#import-summary") or "试导入" in page.inner_text("#import-summary")
+    page.uncheck("#import-form input[name=dry_run]")
+    page.set_input_files("#import-form input[name=file]", str(good))
+    page.click("#import-form button[type=submit]")
+    page.wait_for_function("document.querySelector('#import-summary').textContent.includes('已写入')")
+    import psycopg
+
+    with psycopg.connect(web_site.dsn) as conn:
+        assert conn.execute("SELECT name FROM elders WHERE id_number = %s", (good_id,)).fetchall() == [("周桂兰",)]
+    shot(page, "registry-import")

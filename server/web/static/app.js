@@ -24,6 +24,40 @@ async function api(method, url, body) {
 }
 window.yangyiApi = api;
 
+// The bureau's registry workbook: upload the bytes, show the row-by-row report.
+function setupImport() {
+  const form = document.getElementById("import-form");
+  if (!form) return;
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const file = form.elements.file.files[0];
+    if (!file) return;
+    const dry = form.elements.dry_run.checked;
+    const summary = document.getElementById("import-summary");
+    const table = document.getElementById("import-problems");
+    const res = await fetch(`/api/v1/registry/import?dry_run=${dry}`, {
+      method: "POST", credentials: "same-origin", body: await file.arrayBuffer(),
+      headers: Object.assign({ "Content-Type": file.type || "application/octet-stream", "Accept": "application/json" },
+                             csrfHeaders()),
+    });
+    const report = await res.json();
+    if (!res.ok) { summary.textContent = report.detail || res.statusText; table.hidden = true; return; }
+    const counts = Object.keys(report.rows).map((s) =>
+      `${s}: ${report.rows[s]} / +${report.added[s] || 0} ~${report.updated[s] || 0} =${report.unchanged[s] || 0}`);
+    summary.textContent = `${counts.join("; ")} — ${report.problems.length} problems 问题 — ` +
+      (report.written ? "✓ written 已写入" : (report.dry_run ? "dry run 试导入" : "nothing written 未写入"));
+    const body = table.querySelector("tbody");
+    body.replaceChildren(...report.problems.map((p) => {
+      const tr = document.createElement("tr");
+      for (const v of [p.sheet, p.row, p.column, p.message]) {
+        const td = document.createElement("td"); td.textContent = v; tr.appendChild(td);
+      }
+      return tr;
+    }));
+    table.hidden = report.problems.length === 0;
+  });
+}
+
 function setupLogin() {
   const form = document.getElementById("login-form");
   if (!form) return;
@@ -222,5 +256,5 @@ function setupSubsidy() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  setupLogin(); setupLogout(); setupCharts(); setupAlerts(); setupInspectionForm(); setupSubsidy();
+  setupLogin(); setupLogout(); setupCharts(); setupAlerts(); setupInspectionForm(); setupSubsidy(); setupImport();
 });
