@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,29 @@ STATE_DIR = Path(os.environ.get("YANGYI_STATE_DIR", "/var/lib/yangyi"))
 MQTT_HOST = os.environ.get("YANGYI_MQTT_HOST", "127.0.0.1")
 MQTT_PORT = int(os.environ.get("YANGYI_MQTT_PORT", "18830"))
 DB_PORT = int(os.environ.get("YANGYI_DB_PORT", "54329"))
+
+
+POLL_SECONDS = 0.05
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll until predicate() is truthy; return its value or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(POLL_SECONDS)
+
+
+def query(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run one query on its own connection and return every row."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(sql, params).fetchall()
 
 
 @dataclass(frozen=True)

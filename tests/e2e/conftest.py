@@ -38,26 +38,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ..conftest import query as db_query  # noqa: F401 - re-exported under the e2e tests' names
+from ..conftest import wait_for as wait_until  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[2]
 POLL_SECONDS = 0.05
 AGENT_ONLINE = "connected (session present"  # edge.publisher's log line on each connection
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll until predicate() is truthy; return its value or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(POLL_SECONDS)
-
-
-def db_query(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def delete_session(account: Any, client_id: str) -> None:

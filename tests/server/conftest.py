@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -21,24 +20,7 @@ from pydantic import SecretStr
 from server.ingest.worker import IngestWorker
 from server.settings import DbSettings, IngestSettings, MqttSettings, Settings
 
-POLL_SECONDS = 0.05
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll until predicate() is truthy; return its value or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(POLL_SECONDS)
-
-
-def query(dsn: str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(sql, params).fetchall()
+from ..conftest import query, wait_for  # noqa: F401 - re-exported: the server tests import them from here
 
 
 def end_session(account: Any, client_id: str) -> None:
