@@ -19,13 +19,12 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from firmware_bridge.datafiles import key_path_errors, read_yaml, shipped_names
 from firmware_bridge.errors import FirmwareBridgeError, FrameError
 
 MAX_REGISTERS_PER_READ = 125
@@ -283,25 +282,15 @@ def encode(
     return regs
 
 
-def _profile_dir() -> Path:
-    return Path(str(resources.files(__name__)))
-
-
 def available_profiles() -> list[str]:
     """Names of the profiles shipped with Yangyi."""
-    return sorted(p.stem for p in _profile_dir().glob("*.yaml"))
+    return shipped_names(__name__)
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
     """A shipped profile by name, or any profile file by path; ProfileError if it does not validate."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = _profile_dir() / f"{name_or_path}.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ProfileError(f"cannot read profile {path}: {exc}") from exc
-    return parse_profile(data, str(path))
+    data, source = read_yaml(name_or_path, __name__, ProfileError, "profile")
+    return parse_profile(data, source)
 
 
 def parse_profile(data: object, source: str = "<data>") -> Profile:
@@ -309,5 +298,4 @@ def parse_profile(data: object, source: str = "<data>") -> Profile:
     try:
         return Profile.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()]
-        raise ProfileError(f"invalid profile {source}:\n  " + "\n  ".join(lines)) from exc
+        raise ProfileError(f"invalid profile {source}:\n  {key_path_errors(exc)}") from exc

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from firmware_bridge import dlt645
 from firmware_bridge import modbus_profiles as mp
+from firmware_bridge.datafiles import key_path_errors, read_yaml, shipped_names
 from firmware_bridge.errors import SimulatorError
 
 DLT645_CHANNELS = {d.name: d.di for d in dlt645.DATA_IDS.values()}
@@ -200,25 +199,15 @@ def max_rate_per_min(scenario: Scenario, device_id: str, channel: str, step_s: f
     return worst
 
 
-def _scenario_dir() -> Path:
-    return Path(str(resources.files(__name__)))
-
-
 def available_scenarios() -> list[str]:
     """Names of the scenarios shipped with Yangyi."""
-    return sorted(p.stem for p in _scenario_dir().glob("*.yaml"))
+    return shipped_names(__name__)
 
 
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """A shipped scenario by name, or any scenario file by path; SimulatorError if it does not validate."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = _scenario_dir() / f"{name_or_path}.yaml"
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise SimulatorError(f"cannot read scenario {path}: {exc}") from exc
-    return parse_scenario(data, str(path))
+    data, source = read_yaml(name_or_path, __name__, SimulatorError, "scenario")
+    return parse_scenario(data, source)
 
 
 def parse_scenario(data: object, source: str = "<data>") -> Scenario:
@@ -227,8 +216,7 @@ def parse_scenario(data: object, source: str = "<data>") -> Scenario:
         return Scenario.model_validate(data)
     except (ValidationError, mp.ProfileError) as exc:
         if isinstance(exc, ValidationError):
-            lines = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()]
-            raise SimulatorError(f"invalid scenario {source}:\n  " + "\n  ".join(lines)) from exc
+            raise SimulatorError(f"invalid scenario {source}:\n  {key_path_errors(exc)}") from exc
         raise SimulatorError(f"invalid scenario {source}: {exc}") from exc
 
 
