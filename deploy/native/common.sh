@@ -65,3 +65,22 @@ ensure_secret() {  # ensure_secret FILE: create a random secret once, print it
   fi
   cat "$f"
 }
+
+# pidfile_alive PIDFILE WORD: true when PIDFILE names a live process whose command line contains WORD.
+# A pidfile outlives its process across a reboot or a fresh container, and the number may by then
+# belong to something else; kill -0 alone would call that "running" (and `stop` would kill it).
+pidfile_alive() {
+  local file=$1 word=$2 pid
+  [ -f "$file" ] || return 1
+  pid=$(head -n1 "$file" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$word"
+}
+
+# port_listening PORT [HOST]: true when something accepts TCP connections there (default 127.0.0.1).
+port_listening() {
+  local host=${2:-127.0.0.1}
+  [ "$host" = 0.0.0.0 ] && host=127.0.0.1
+  (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null
+}

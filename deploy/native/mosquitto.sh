@@ -52,14 +52,16 @@ add_user() {
   chown mosquitto:mosquitto "$MQ_DIR/passwd" 2>/dev/null || true
 }
 
-running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+running() { pidfile_alive "$PIDFILE" "$CONF"; }
 
 start() {
-  if running; then return 0; fi
+  if running && port_listening "$YANGYI_MQTT_PORT" "$BIND"; then return 0; fi
+  if running; then stop; fi   # alive but not listening: start it cleanly
+  rm -f "$PIDFILE"            # stale (reboot, fresh container): the number may now be another process
   log "starting Mosquitto on $BIND:$YANGYI_MQTT_PORT"
   mosquitto -d -c "$CONF"
-  for _ in $(seq 50); do
-    running && return 0
+  for _ in $(seq 100); do
+    running && port_listening "$YANGYI_MQTT_PORT" "$BIND" && return 0
     sleep 0.1
   done
   log "Mosquitto did not start; see $MQ_DIR/mosquitto.log"; tail -5 "$MQ_DIR/mosquitto.log" >&2; exit 1

@@ -28,7 +28,7 @@ cmd_for() {
   esac
 }
 
-running() { [ -f "$RUN_DIR/$1.pid" ] && kill -0 "$(cat "$RUN_DIR/$1.pid")" 2>/dev/null; }
+running() { pidfile_alive "$RUN_DIR/$1.pid" "yangyi-"; }
 
 start_one() {
   local name=$1

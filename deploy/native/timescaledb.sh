@@ -75,9 +75,24 @@ CONF
 
 start() {
   mount_root_fs
-  if in_root pg_lsclusters -h | awk -v c="$CLUSTER" '$2==c && $4=="online"' | grep -q .; then return 0; fi
+  if port_listening "$YANGYI_DB_PORT" &&
+     in_root pg_lsclusters -h | awk -v c="$CLUSTER" '$2==c && $4=="online"' | grep -q .; then return 0; fi
+  # A postmaster.pid left by a reboot or an earlier container may name a live process that is not
+  # PostgreSQL; both pg_lsclusters and the postmaster would then refuse to start. Drop it.
+  local data pidfile
+  data=$(in_root pg_lsclusters -h | awk -v c="$CLUSTER" '$2==c {print $6}')
+  pidfile=${data:+$data/postmaster.pid}
+  if [ -n "$pidfile" ]; then
+    [ "$(host_codename)" = trixie ] || pidfile=$YANGYI_TRIXIE_ROOT$pidfile
+    if [ -f "$pidfile" ] && ! pidfile_alive "$pidfile" postgres; then
+      log "removing stale $pidfile"
+      rm -f "$pidfile"
+    fi
+  fi
   log "starting PostgreSQL $YANGYI_PG_MAJOR/$CLUSTER on 127.0.0.1:$YANGYI_DB_PORT"
   in_root pg_ctlcluster --skip-systemctl-redirect "$YANGYI_PG_MAJOR" "$CLUSTER" start
+  for _ in $(seq 100); do port_listening "$YANGYI_DB_PORT" && return 0; sleep 0.1; done
+  log "PostgreSQL did not start listening on $YANGYI_DB_PORT"; exit 1
 }
 
 stop() {
