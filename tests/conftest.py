@@ -189,7 +189,7 @@ def _free_port() -> int:
 @pytest.fixture
 def private_broker(tmp_path: Path, mqtt_server_account: MqttAccount) -> Iterator[PrivateBroker]:
     """A restartable broker sharing the project broker's password file and ACL (so accounts work)."""
-    mq_dir = STATE_DIR / "mosquitto"
+    mq_dir = Path(os.environ.get("YANGYI_MQTT_DIR", STATE_DIR / "mosquitto"))  # the suite's broker (run-tests.sh)
     port = _free_port()
     (tmp_path / "data").mkdir()
     template = (mq_dir / "mosquitto.conf").read_text()

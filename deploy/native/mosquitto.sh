@@ -9,7 +9,8 @@
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/common.sh"
 
-MQ_DIR=$YANGYI_STATE_DIR/mosquitto
+# YANGYI_MQTT_DIR lets a second broker (the test suite's, see run-tests.sh) live beside this one.
+MQ_DIR=${YANGYI_MQTT_DIR:-$YANGYI_STATE_DIR/mosquitto}
 CONF=$MQ_DIR/mosquitto.conf
 PIDFILE=$MQ_DIR/mosquitto.pid
 BIND=${YANGYI_MQTT_BIND:-127.0.0.1}
