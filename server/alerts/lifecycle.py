@@ -16,6 +16,10 @@ Rules:
   (RECURRED); after the alert was resolved it opens a new one
   that names the old one as `previous_id`.
 - Every transition yields a TimelineEvent for the safety ledger (台账); plain repeats do not.
+- The edge is authoritative for local alarms: while the edge's own alarm on a channel (`<ch>:edge`)
+  is active, the server's threshold rule on the same point, device and channel (`<ch>:threshold`)
+  opens no second alert; its first verdict is recorded on the edge alert's timeline (CORROBORATED).
+  When the edge is silent (no alarm, or its alarm has cleared), the server rule opens its own alert.
 
 Pure: no clock and no storage here. The caller persists `Change.alert` and `Change.events` and can
 rebuild an AlertBook from stored unresolved alerts after a restart.
@@ -52,6 +56,7 @@ class EventKind(StrEnum):
     RECURRED = "recurred"  # it came back before the alert was resolved
     CONFIRMED = "confirmed"  # a person confirmed on site, with a rectification note
     RESOLVED = "resolved"
+    CORROBORATED = "corroborated"  # the server's own rule saw the edge's alarm too (no second alert)
 
 
 class LifecyclePolicy(BaseModel):
@@ -110,6 +115,7 @@ class Alert:
     resolved_at: datetime | None = None
     resolved_by: str | None = None
     previous_id: str | None = None
+    corroborated_at: datetime | None = None  # first time a server rule saw this edge alarm too
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +138,12 @@ class Change:
 
 def _new_id() -> str:
     return uuid.uuid4().hex
+
+
+def edge_twin(key: ConditionKey) -> ConditionKey | None:
+    """The edge alarm a server threshold condition duplicates (same point, device, channel), if any."""
+    channel, sep, kind = key.condition.rpartition(":")
+    return ConditionKey(key.point, key.device, f"{channel}:edge") if sep and kind == "threshold" else None
 
 
 class AlertBook:
@@ -198,7 +210,10 @@ class AlertBook:
         """Apply one rule observation; None when it changes nothing (a clear for no alert)."""
         a = self._active.get(obs.key)
         if obs.raised:
-            return self._open(obs) if a is None else self._repeat(a, obs)
+            if a is not None:
+                return self._repeat(a, obs)
+            edge = self._covering_edge_alarm(obs)
+            return self._open(obs) if edge is None else self._corroborate(edge, obs)
         if a is None or not a.active:
             return None
         if a.clear_pending_since is None:
@@ -258,6 +273,23 @@ class AlertBook:
         return Change(replace(a), (event,))
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _covering_edge_alarm(self, obs: Observation) -> Alert | None:
+        """The edge's own active alarm that a server rule's verdict duplicates, if there is one."""
+        twin = edge_twin(obs.key) if obs.source == "rule" else None
+        edge = self._active.get(twin) if twin is not None else None
+        return edge if edge is not None and edge.active else None
+
+    def _corroborate(self, edge: Alert, obs: Observation) -> Change | None:
+        """Note the server rule's agreement on the edge alert, once; no alert, no notification."""
+        if edge.corroborated_at is not None:
+            return None
+        edge.corroborated_at = obs.at
+        detail: dict[str, str | float | None] = {
+            "condition": obs.key.condition, "severity": obs.severity.value, "value": obs.value,
+            "threshold": obs.threshold, "message": obs.message,
+        }
+        return Change(replace(edge), (TimelineEvent(edge.id, obs.at, EventKind.CORROBORATED, detail=detail),))
 
     def _open(self, obs: Observation) -> Change:
         a = Alert(

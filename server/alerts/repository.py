@@ -27,7 +27,7 @@ _ALERT_COLUMNS = (
     "id", "point_id", "device_id", "condition", "hazard", "severity", "peak_severity", "state", "source",
     "opened_at", "last_seen", "count", "last_value", "unit", "threshold", "message", "active",
     "clear_pending_since", "cleared_at", "ack_by", "ack_at", "ack_channel", "confirmed_by", "confirmed_at",
-    "confirm_note", "resolved_at", "resolved_by", "previous_id",
+    "confirm_note", "resolved_at", "resolved_by", "previous_id", "corroborated_at",
 )
 ALERT_SELECT = ", ".join(_ALERT_COLUMNS) + ", version"
 
@@ -39,7 +39,7 @@ def alert_from_row(r: Sequence[Any]) -> tuple[Alert, int]:
     """An Alert and its version from a row selected with ALERT_SELECT."""
     (aid, point, device, cond, hazard, sev, peak, state, source, opened, last_seen, count, value, unit,
      threshold, message, active, pending, cleared, ack_by, ack_at, ack_ch, conf_by, conf_at, conf_note,
-     resolved_at, resolved_by, previous, version) = r
+     resolved_at, resolved_by, previous, corroborated_at, version) = r
     alert = Alert(
         id=aid, key=ConditionKey(point, device, cond), hazard=Hazard(hazard), severity=Severity(sev),
         peak_severity=Severity(peak), opened_at=opened, last_seen=last_seen, state=AlertState(state),
@@ -47,7 +47,7 @@ def alert_from_row(r: Sequence[Any]) -> tuple[Alert, int]:
         active=active, clear_pending_since=pending, cleared_at=cleared,
         ack=Acknowledgement(ack_by, ack_at, ack_ch) if ack_by is not None else None,
         confirmation=Confirmation(conf_by, conf_at, conf_note) if conf_by is not None else None,
-        resolved_at=resolved_at, resolved_by=resolved_by, previous_id=previous,
+        resolved_at=resolved_at, resolved_by=resolved_by, previous_id=previous, corroborated_at=corroborated_at,
     )
     return alert, int(version)
 
@@ -60,6 +60,7 @@ def _values(a: Alert) -> tuple[Any, ...]:
         a.ack.by if a.ack else None, a.ack.at if a.ack else None, a.ack.channel if a.ack else None,
         a.confirmation.by if a.confirmation else None, a.confirmation.at if a.confirmation else None,
         a.confirmation.note if a.confirmation else None, a.resolved_at, a.resolved_by, a.previous_id,
+        a.corroborated_at,
     )
 
 

@@ -49,6 +49,8 @@ class AlertOut(_Out):
     resolved_at: datetime | None
     resolved_by: str | None
     previous_id: str | None
+    corroborated_at: datetime | None = Field(
+        default=None, description="An edge alarm: when the server's own threshold rule first saw it too")
     needs_on_site_confirmation: bool
     version: int
 
@@ -65,7 +67,7 @@ class AlertOut(_Out):
             confirmed_at=a.confirmation.at if a.confirmation else None,
             rectification_note=a.confirmation.note if a.confirmation else None,
             resolved_at=a.resolved_at, resolved_by=a.resolved_by, previous_id=a.previous_id,
-            needs_on_site_confirmation=needs_confirmation, version=version,
+            corroborated_at=a.corroborated_at, needs_on_site_confirmation=needs_confirmation, version=version,
         )
 
 

@@ -224,3 +224,29 @@ def test_restart_rebuilds_from_stored_alerts() -> None:
     again = restarted.observe(raised(GAS, 100))
     assert again is not None and again.alert.id == "A1" and again.alert.count == 2
     assert again.alert.state == AlertState.ACKNOWLEDGED and again.alert.clear_pending_since is None
+
+
+EDGE = ConditionKey("pt-001", "gas-1", "lel:edge")
+
+
+def test_server_threshold_corroborates_an_active_edge_alarm_instead_of_opening_a_second() -> None:
+    b = book()
+    edge = b.observe(replace(raised(EDGE, 0), source="edge"))
+    assert edge is not None and kinds(edge) == [EventKind.OPENED]
+    first = b.observe(raised(GAS, 30, value=31.0))
+    assert first is not None and first.alert.id == "A1" and kinds(first) == [EventKind.CORROBORATED]
+    assert first.alert.corroborated_at == at(30) and first.events[0].detail["condition"] == "lel:threshold"
+    assert b.observe(raised(GAS, 90, Severity.CRITICAL, value=55.0)) is None  # once per edge alert
+    assert b.active(GAS) is None and b.observe(cleared(GAS, 120)) is None
+    # Another channel, or a rule that is not a threshold, still alerts on its own.
+    other = b.observe(raised(ConditionKey("pt-001", "gas-1", "lel:trend"), 130))
+    assert other is not None and kinds(other) == [EventKind.OPENED]
+
+
+def test_server_threshold_opens_its_own_alert_once_the_edge_alarm_has_cleared() -> None:
+    b = book()
+    b.observe(replace(raised(EDGE, 0), source="edge"))
+    b.observe(replace(cleared(EDGE, 10), source="edge"))
+    assert b.tick(at(10 + HOLD))  # the edge's clear held: its alarm is no longer active
+    own = b.observe(raised(GAS, 200))
+    assert own is not None and kinds(own) == [EventKind.OPENED] and own.alert.key == GAS
