@@ -317,6 +317,8 @@ def registry_page(point_id: str, request: Request, conn: Conn, user: User) -> HT
 
 
 ANOMALIES_SHOWN = 50
+# Who may mark a village's notice as posted (the API's own rule: staff in scope, not viewers or tokens).
+PUBLISHERS = frozenset({Role.BUREAU_ADMIN, Role.TOWNSHIP_OFFICER, Role.VILLAGE_OFFICER, Role.CAREGIVER})
 
 
 def _previous_month(today: date) -> str:
@@ -349,4 +351,5 @@ def subsidy_page(request: Request, conn: Conn, user: User,
         "month": month, "state": state, "totals": totals, "anomalies": anomalies[:ANOMALIES_SHOWN],
         "anomaly_count": len(anomalies), "anomaly_kinds": sorted(kinds.items()), "settled": settled,
         "notices": notices, "names": names, "nav": "subsidy", "is_admin": user.role is Role.BUREAU_ADMIN,
+        "can_publish": user.role in PUBLISHERS, "today": today.isoformat(),
         "months": [_previous_month(today.replace(day=1) - timedelta(days=31 * i)) for i in range(-1, 11)]}, user)

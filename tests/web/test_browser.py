@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import psycopg
 import pytest
 
 from .conftest import PASSWORD, WebSite, login, shot
@@ -312,3 +313,68 @@ def test_admin_imports_the_registry_workbook_with_its_report(page: Any, web_site
     with psycopg.connect(web_site.dsn) as conn:
         assert conn.execute("SELECT name FROM elders WHERE id_number = %s", (good_id,)).fetchall() == [("周桂兰",)]
     shot(page, "registry-import")
+
+
+def test_admin_reopens_a_signed_month_and_a_village_officer_posts_the_notice(
+    page: Any, web_site: WebSite
+) -> None:
+    from datetime import timedelta
+    from pathlib import Path
+
+    from server.subsidy import service as subsidy_service
+
+    first = web_site.now.astimezone(ZONE).date().replace(day=1)
+    month = (first - timedelta(days=1)).strftime("%Y-%m")  # last month: the one whose notice is due now
+    policy = (Path(subsidy_service.__file__).parent / "example_county.yaml").read_text(encoding="utf-8")
+    with httpx.Client(base_url=web_site.base_url, timeout=60) as admin:
+        admin.post("/api/v1/auth/login", json={"username": web_site.users["admin"].username, "password": PASSWORD})
+        headers = {"X-CSRF-Token": admin.get("/api/v1/auth/me").json()["csrf_token"]}
+        r = admin.post("/api/v1/subsidy/policies", json={"yaml": policy}, headers=headers)
+        assert r.status_code in (201, 409), r.text
+        run = admin.post(f"/api/v1/subsidy/settlements/{month}/runs", json={}, headers=headers)
+        assert run.status_code == 201, run.text
+        r = admin.post(f"/api/v1/subsidy/settlements/{month}/sign", json={"run_id": run.json()["id"]}, headers=headers)
+        assert r.status_code == 200, r.text
+        assert admin.post(f"/api/v1/subsidy/notices/{month}/draft", json={}, headers=headers).status_code == 200
+
+    login(page, web_site, web_site.users["admin"])
+    page.goto(f"{web_site.base_url}/subsidy?month={month}")
+    assert page.locator("#month-state").get_attribute("data-state") == "signed"
+    assert page.locator("#subsidy-actions button[data-action=settle]").count() == 0
+    # Differences since sign-off go into the next open month; the page says where and how much.
+    page.click("#subsidy-actions button[data-action=corrections]")
+    page.wait_for_selector("#subsidy-done:not([hidden])")
+    into = first
+    with httpx.Client(base_url=web_site.base_url, timeout=60) as admin:
+        admin.post("/api/v1/auth/login", json={"username": web_site.users["admin"].username, "password": PASSWORD})
+        while admin.get(f"/api/v1/subsidy/settlements/{into:%Y-%m}").json()["state"] == "signed":
+            into = (into + timedelta(days=32)).replace(day=1)  # a signed month takes no adjustments
+    assert f"已转入 {into:%Y-%m}" in page.locator("#subsidy-done").inner_text()
+    # Reopening needs a reason: an empty one is refused in the page and nothing changes.
+    page.click("#subsidy-actions button[data-action=reopen]")
+    assert page.locator("#month-state").get_attribute("data-state") == "signed"
+    page.fill("#reopen-reason", "村里补录了两位老人的登记")
+    page.click("#subsidy-actions button[data-action=reopen]")
+    page.wait_for_selector("#month-state[data-state=reopened]")
+    assert "村里补录了两位老人的登记" in page.locator("#month-state .timeline").inner_text()
+
+    officer = web_site.users["village"]
+    context = page.context.browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
+    phone = context.new_page()
+    try:
+        login(phone, web_site, officer)
+        phone.goto(f"{web_site.base_url}/subsidy?month={month}")
+        forms = phone.locator("#notices form.publish-notice")
+        assert forms.count() == 1  # only the officer's own village, drafted and not yet posted
+        row = phone.locator("#notices tbody tr", has=phone.locator("form.publish-notice"))
+        village = row.get_attribute("data-village")
+        forms.first.locator("button[type=submit]").click()
+        phone.wait_for_selector(f"#notices tr[data-village='{village}'][data-status^=published]")
+        assert phone.locator("#notices form.publish-notice").count() == 0
+        shot(phone, "notice-posted")
+    finally:
+        context.close()
+    with psycopg.connect(web_site.dsn) as conn:
+        row = conn.execute("SELECT published_on, published_by FROM subsidy_notices"
+                           " WHERE month = %s AND village_id = %s", (f"{month}-01", int(village))).fetchone()
+    assert row is not None and row[0] is not None and row[1]

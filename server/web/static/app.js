@@ -239,22 +239,49 @@ function setupSubsidy() {
     const btn = ev.target.closest("button[data-action]");
     if (!btn) return;
     btn.disabled = true;
+    const base = "/api/v1/subsidy/settlements/" + month;
+    const reason = document.getElementById("reopen-reason");
     const urls = {
-      settle: ["/api/v1/subsidy/settlements/" + month + "/runs", {}],
-      sign: ["/api/v1/subsidy/settlements/" + month + "/sign", { run_id: Number(btn.dataset.run) }],
+      settle: [base + "/runs", {}],
+      sign: [base + "/sign", { run_id: Number(btn.dataset.run) }],
+      reopen: [base + "/reopen", { reason: reason ? reason.value.trim() : "" }],
+      corrections: [base + "/corrections", {}],
       draft: ["/api/v1/subsidy/notices/" + month + "/draft", {}],
     };
     const [url, body] = urls[btn.dataset.action];
+    const error = document.getElementById("subsidy-error");
+    error.hidden = true;
+    if (btn.dataset.action === "reopen" && reason && !reason.reportValidity()) { btn.disabled = false; return; }
     try {
-      await api("POST", url, body);
+      const out = await api("POST", url, body);
+      if (btn.dataset.action === "corrections") {
+        const done = document.getElementById("subsidy-done");
+        done.textContent = done.dataset.template.replace("{into}", out.into).replace("{lines}", out.lines)
+          .replace("{delta}", out.delta);
+        done.hidden = false; btn.disabled = false;
+        return;
+      }
       window.location.reload();
     } catch (err) {
-      const e = document.getElementById("subsidy-error");
-      e.textContent = err.message; e.hidden = false; btn.disabled = false;
+      error.textContent = err.message; error.hidden = false; btn.disabled = false;
     }
   });
 }
 
+function setupNoticePublish() {
+  document.querySelectorAll("form.publish-notice").forEach((form) => {
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const error = form.querySelector(".error");
+      error.hidden = true;
+      try {
+        await api("POST", form.dataset.url, { published_on: new FormData(form).get("published_on") });
+        window.location.reload();
+      } catch (err) { error.textContent = err.message; error.hidden = false; }
+    });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
-  setupLogin(); setupLogout(); setupCharts(); setupAlerts(); setupInspectionForm(); setupSubsidy(); setupImport();
+  setupLogin(); setupLogout(); setupCharts(); setupAlerts(); setupInspectionForm(); setupSubsidy(); setupNoticePublish(); setupImport();
 });
