@@ -219,6 +219,8 @@ TEXT: Mapping[str, tuple[str, str]] = {
     "subsidy.level.point": ("助餐点", "Point"),
     "subsidy.not_settled": ("本月尚未结算。", "This month has not been settled."),
     "subsidy.no_taps_in_scope": ("本月结算中没有您辖区的刷卡记录。", "The settlement has no taps in your area."),
+    "inapp.close": ("知道了", "Dismiss"),
+    "inapp.open": ("查看", "Open"),
     "subsidy.settle": ("结算本月", "Settle the month"),
     "subsidy.sign": ("签字确认", "Sign off"),
     "subsidy.draft_notices": ("起草各村公示", "Draft the villages' notices"),

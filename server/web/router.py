@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import anyio
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
@@ -28,7 +30,7 @@ from server.alerts.router import alert_api
 from server.alerts.sse import KEEPALIVE_SECONDS, format_event
 from server.auth import repository as auth_repository
 from server.auth.deps import OptionalPrincipal, auth_service, auth_settings, now, optional_principal
-from server.auth.scopes import Principal, Role, Scope, masker_for, scope_for
+from server.auth.scopes import Principal, PrincipalKind, Role, Scope, masker_for, scope_for
 from server.db.pool import connection
 from server.ledger.calendar import month_bounds
 from server.ledger.router import ledger_service
@@ -245,24 +247,41 @@ async def alert_events(request: Request) -> StreamingResponse:
 
     The session is checked with a connection held only for that: a stream may stay open for hours.
     """
-    def who() -> tuple[Principal | None, list[str] | None]:
+    def who() -> tuple[Principal | None, list[str] | None, list[str]]:
         with request.app.state.pool.connection() as conn:
             principal = optional_principal(request, conn, auth_service(request))
             if principal is None:
-                return None, None
+                return None, None, []
             scope = scope_for(principal)
             points = None if scope.county else [p["id"] for p in service.repository.points(conn, scope)]
+            # The alert contacts this user is: their in-app messages come on this stream too.
+            persons = (alerts_repository.contact_ids_of_user(conn, principal.id)
+                       if principal.kind is PrincipalKind.USER else [])
             conn.commit()
-            return principal, points
+            return principal, points, persons
 
-    principal, points = await run_in_threadpool(who)
+    principal, points, persons = await run_in_threadpool(who)
     if principal is None:
         raise HTTPException(401, "not signed in")
-    feed = alert_api(request).live_feed()
+    api = alert_api(request)
+    feed = api.live_feed()
+    session_id = f"web:{uuid.uuid4().hex}"
+    clock = request.app.state.clock
+
+    def presence(touch: bool) -> None:
+        """While this page is open the person counts as present for the in-app channel (and not after)."""
+        with psycopg.connect(api.dsn, connect_timeout=5) as c:
+            for person in persons:
+                if touch:
+                    alerts_repository.touch_presence(c, f"{session_id}:{person}", person, clock())
+                else:
+                    alerts_repository.drop_presence(c, f"{session_id}:{person}")
 
     async def stream() -> AsyncIterator[str]:
-        sub = feed.subscribe(points)
+        sub = feed.subscribe(points, persons)
         try:
+            if persons:
+                await run_in_threadpool(presence, True)
             await asyncio.to_thread(feed.listening.wait, 5.0)
             yield ": connected\n\n"
             quiet_s = 0.0
@@ -274,12 +293,18 @@ async def alert_events(request: Request) -> StreamingResponse:
                     quiet_s += DISCONNECT_POLL_SECONDS
                     if quiet_s >= KEEPALIVE_SECONDS:
                         quiet_s = 0.0
+                        if persons:
+                            await run_in_threadpool(presence, True)
                         yield ": keep-alive\n\n"
                     continue
                 quiet_s = 0.0
                 yield format_event(seq, kind, data)
         finally:
             feed.unsubscribe(sub)
+            if persons:
+                # The stream ends by cancellation when the client goes: shield the clean-up from it.
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(presence, False)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -378,3 +378,48 @@ def test_admin_reopens_a_signed_month_and_a_village_officer_posts_the_notice(
         row = conn.execute("SELECT published_on, published_by FROM subsidy_notices"
                            " WHERE month = %s AND village_id = %s", (f"{month}-01", int(village))).fetchone()
     assert row is not None and row[0] is not None and row[1]
+
+
+def test_an_open_page_makes_the_caregiver_present_for_in_app_messages(browser: Any, web_site: WebSite) -> None:
+    """The in-app channel counts as delivered only while one of the person's pages is open, and the
+    message shows on whatever page that is (here the overview), not only on the alerts page."""
+    import time
+    from datetime import UTC, datetime
+
+    from server.alerts.channels.base import Notification
+    from server.alerts.service import PgInAppChannel
+
+    carer = web_site.users["caregiver"]
+    with psycopg.connect(web_site.dsn) as conn:
+        row = conn.execute(
+            "INSERT INTO alert_contacts (name, role, user_id, endpoints)"
+            " SELECT '在线护理员', 'caregiver', id, '[{\"channel\": \"inapp\", \"address\": \"self\"}]'"
+            " FROM auth_users WHERE username = %s RETURNING id", (carer.username,)).fetchone()
+        conn.commit()
+    assert row is not None
+    person = str(row[0])
+    channel = PgInAppChannel(web_site.dsn, lambda: datetime.now(UTC))
+    note = Notification(alert_id="web-inapp-1", person_id=person, address=person, title="燃气报警",
+                        text="厨房可燃气体 30 %LEL，请立即到场处置。", link="/alerts", severity="alarm", hazard="gas")
+    assert not channel.send(note).ok  # nobody has a page open yet: fall through to the next channel
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
+    page = context.new_page()
+    try:
+        login(page, web_site, carer)
+        page.goto(f"{web_site.base_url}/")
+        deadline = time.monotonic() + 10
+        while not (result := channel.send(note)).ok and time.monotonic() < deadline:
+            time.sleep(0.2)  # the stream registers the page as it connects
+        assert result.ok, result.error
+        toast = page.wait_for_selector("#inapp-toasts .toast[data-alert=web-inapp-1]", timeout=10000)
+        assert "30 %LEL" in toast.inner_text()
+        shot(page, "inapp-toast")
+        toast.query_selector("button").click()
+        assert page.locator("#inapp-toasts .toast").count() == 0
+    finally:
+        context.close()
+    deadline = time.monotonic() + 10
+    while channel.send(note).ok and time.monotonic() < deadline:
+        time.sleep(0.3)  # the server notices the closed stream within a second
+    assert not channel.send(note).ok

@@ -186,13 +186,49 @@ function setupAlerts() {
     } catch (err) { showFailure(article, err); }
   });
   const live = document.getElementById("live-state");
-  const source = new EventSource("/events/alerts");
+  const source = liveEvents();
   source.onopen = () => { live.textContent = "● " + live.dataset.live; live.dataset.connected = "1"; };
   source.onerror = () => { live.textContent = live.dataset.lost; live.dataset.connected = "0"; };
   source.addEventListener("alert", (ev) => {
     let id = null;
     try { id = JSON.parse(ev.data).alert_id; } catch (e) { /* keep null */ }
     refreshAlerts(id);
+  });
+}
+
+// ---- live events: one stream per signed-in page; in-app messages addressed to this person -------------
+
+let liveSource = null;
+function liveEvents() {
+  if (!liveSource) liveSource = new EventSource("/events/alerts");
+  return liveSource;
+}
+
+function setupInAppMessages() {
+  const box = document.getElementById("inapp-toasts");
+  if (!box || document.body.dataset.live !== "1") return;
+  liveEvents().addEventListener("inapp", (ev) => {
+    let msg;
+    try { msg = JSON.parse(ev.data); } catch (e) { return; }
+    const toast = document.createElement("div");
+    toast.className = "toast sev-" + (msg.severity || "info");
+    toast.setAttribute("role", "alert");
+    toast.dataset.alert = msg.alert_id;
+    const title = document.createElement("strong");
+    title.textContent = msg.title || "";
+    const text = document.createElement("p");
+    text.textContent = msg.text || "";
+    toast.append(title, text);
+    if (msg.link) {
+      const a = document.createElement("a");
+      a.href = msg.link; a.textContent = box.dataset.open;
+      toast.append(a, " ");
+    }
+    const close = document.createElement("button");
+    close.type = "button"; close.className = "secondary"; close.textContent = box.dataset.close;
+    close.addEventListener("click", () => toast.remove());
+    toast.append(close);
+    box.prepend(toast);
   });
 }
 
@@ -283,5 +319,5 @@ function setupNoticePublish() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  setupLogin(); setupLogout(); setupCharts(); setupAlerts(); setupInspectionForm(); setupSubsidy(); setupNoticePublish(); setupImport();
+  setupLogin(); setupLogout(); setupCharts(); setupInAppMessages(); setupAlerts(); setupInspectionForm(); setupSubsidy(); setupNoticePublish(); setupImport();
 });
