@@ -84,3 +84,15 @@ port_listening() {
   [ "$host" = 0.0.0.0 ] && host=127.0.0.1
   (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null
 }
+
+# close_extra_fds: close every descriptor above 2 in this (sub)shell. Call it in a subshell before
+# starting a daemon, so the daemon does not keep the caller's pipes or locks open (a CI log pipe or a
+# `flock` held around `make test` would otherwise stay held for as long as the daemon lives).
+close_extra_fds() {
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    [[ $fd =~ ^[0-9]+$ ]] && [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+  done
+  return 0
+}

@@ -60,7 +60,7 @@ start() {
   if running; then stop; fi   # alive but not listening: start it cleanly
   rm -f "$PIDFILE"            # stale (reboot, fresh container): the number may now be another process
   log "starting Mosquitto on $BIND:$YANGYI_MQTT_PORT"
-  mosquitto -d -c "$CONF"
+  ( close_extra_fds; exec mosquitto -d -c "$CONF" )
   for _ in $(seq 100); do
     running && port_listening "$YANGYI_MQTT_PORT" "$BIND" && return 0
     sleep 0.1

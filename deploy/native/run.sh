@@ -34,7 +34,7 @@ start_one() {
   local name=$1
   if running "$name"; then log "$name already running (pid $(cat "$RUN_DIR/$name.pid"))"; return; fi
   # shellcheck disable=SC2046
-  setsid nohup $(cmd_for "$name") >>"$RUN_DIR/$name.log" 2>&1 < /dev/null &
+  ( close_extra_fds; exec setsid nohup $(cmd_for "$name") >>"$RUN_DIR/$name.log" 2>&1 < /dev/null ) &
   echo $! > "$RUN_DIR/$name.pid"
   log "started $name (pid $!, log $RUN_DIR/$name.log)"
 }

@@ -90,7 +90,7 @@ start() {
     fi
   fi
   log "starting PostgreSQL $YANGYI_PG_MAJOR/$CLUSTER on 127.0.0.1:$YANGYI_DB_PORT"
-  in_root pg_ctlcluster --skip-systemctl-redirect "$YANGYI_PG_MAJOR" "$CLUSTER" start
+  ( close_extra_fds; in_root pg_ctlcluster --skip-systemctl-redirect "$YANGYI_PG_MAJOR" "$CLUSTER" start )
   for _ in $(seq 100); do port_listening "$YANGYI_DB_PORT" && return 0; sleep 0.1; done
   log "PostgreSQL did not start listening on $YANGYI_DB_PORT"; exit 1
 }

@@ -100,3 +100,15 @@ def test_pidfile_alive(tmp_path: Path, content: str | None, word: str, alive: bo
     script += f'pidfile_alive "{pidfile}" "$WORD"'  # the word is not on the command line itself
     rc = subprocess.run(["bash", "-c", script], env={**os.environ, "WORD": word}, check=False).returncode
     assert (rc == 0) is alive
+
+
+def test_the_broker_does_not_keep_the_callers_lock_or_pipes(
+    scratch: tuple[dict[str, str], Path, int], tmp_path: Path
+) -> None:
+    """`flock L make test` must be free again when make test ends, though the broker lives on."""
+    env, _pidfile, port = scratch
+    lock = tmp_path / "held.lock"
+    subprocess.run(["flock", str(lock), "bash", str(SCRIPT), "install"], env=env, check=True, capture_output=True,
+                   timeout=60)
+    assert _listening(port)
+    assert subprocess.run(["flock", "-n", str(lock), "true"], check=False).returncode == 0, "the daemon holds the lock"
