@@ -2,28 +2,34 @@
 
 It applies the rules of server.subsidy.settlement, in the same order, inside TimescaleDB:
 
-    diner_events of the month ─┬─ placed point?         (_places: meal points with township and village)
-                               ├─ binding at tap time   (cards, or the elder's own resident ID card)
-                               ├─ lost / replaced card
-                               ├─ policy of the day     (_days: the version in force per local date)
-                               ├─ meal slot             (_slots: per version, minute of day and tap kind —
-                               │                         built by calling SubsidyPolicy.meal_at itself)
-                               ├─ moved / deceased, local or long-term resident, age on the day
-                               ├─ best category         (_ageband: best band rank per age; _gfull/_gpart:
-                               │                         best registered rank, any / special)
-                               ├─ repeat                ┐ one window pass per (elder, day) in tap order:
-                               └─ daily limit           ┘ running counts per meal slot → the tap is the
-                                                          first of its slot, and the slots started so
-                                                          far that day are within max_meals_per_day
+    diner_events of the local days ─┬─ placed point?        (an array of the placed points, hashed)
+                                    ├─ binding at tap time  ┐ _cx: one row per card binding and per resident
+                                    ├─ lost / replaced card │ ID card with its elder: an integer key, birth
+                                    ├─ moved / deceased,    │ date as YYYYMMDD, status and its day, residence,
+                                    │  local or long-term   │ best registered ranks per policy version, and per
+                                    │  resident             ┘ day for categories starting or ending inside it
+                                    ├─ policy of the day    ┐ constant integer arrays built by calling the
+                                    ├─ meal slot            │ policy's own methods (meal_at, rank) in Python,
+                                    ├─ age band, best rank  ┘ indexed per tap: no join
+                                    ├─ repeat               ┐ one window pass over the taps still eligible,
+                                    └─ daily limit          ┘ per (elder, day) in tap order: the meal slots
+                                                              of the elder's earlier eligible taps that day →
+                                                              the tap is the first of its slot, and the slots
+                                                              started so far are within max_meals_per_day
 
+The only join per tap is the card binding (a hash join on card_id); everything else is arithmetic and
+array lookups. The excluded taps are counted as they are; only the eligible ones are sorted.
 Tap order is (time, point, device, seq, card) with text compared in the "C" collation, as Python
-compares strings. Local days and minutes come from epoch arithmetic with the zone's offset when the
-zone keeps one offset all month (no DST change; Asia/Shanghai), else from a zone conversion.
+compares strings; the window sorts by (elder key, day) as one bigint first. Local days and
+minutes come from epoch arithmetic with the zone's offset when the zone keeps one offset all month (no
+DST change; Asia/Shanghai), else from a zone conversion. Outcomes leave the database as small integer
+codes with the policy version index, rank and meal slot; categories and amounts are looked up in
+Python from the same SubsidyPolicy objects the pure path uses (no money is summed in SQL).
 
-Per-tap outcomes (`outcomes`) serve the equality check against the pure path;
-`totals` aggregates them per point in the database and rolls up to village, township and county in
-Python (a few thousand rows). The SQL path computes no anomaly flags and no content hash: a month is
-signed from the pure run, and the SQL run is for volume and cross-checking.
+Per-tap outcomes (`outcomes`) serve the equality check against the pure path; `totals` counts them
+per (point, outcome, version, rank, slot) in the database and rolls up to point, village, township
+and county in Python (a few thousand rows). The SQL path computes no anomaly flags and no content
+hash: a month is signed from the pure run, and the SQL run is for volume and cross-checking.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ import psycopg
 from firmware_bridge.contract.messages import DinerKind, Meal
 from server.subsidy.policy import Category, PolicyBook, SubsidyPolicy
 from server.subsidy.records import AdjustmentLine, ExclusionReason, Month, PointPlace, TapKey
-from server.subsidy.repository import month_bounds
+from server.subsidy.repository import ID_CARD_BOUND_FROM, ID_CARD_PREFIX
 from server.subsidy.settlement import CATEGORY_ORDER, LEVEL_ORDER, CategoryTotal, Level, Total
 
 logger = logging.getLogger(__name__)
@@ -53,179 +59,301 @@ ZERO = Decimal("0.00")
 CENT = Decimal("0.01")
 MAX_AGE = 200
 EPOCH_DAY = date(1970, 1, 1)
+MINUTES = 24 * 60
+# A registered rank of "none" in the per-day arrays (ranks are positions in a ranking of ten).
+NO_RANK = 99
 REASON_ORDER = {r: i for i, r in enumerate(ExclusionReason)}
-# Large sorts for the two window passes; set for this transaction only.
-WORK_MEM = "512MB"
+# Outcome codes in SQL: 0 subsidised, i + 1 the i-th ExclusionReason.
+REASONS: tuple[ExclusionReason, ...] = tuple(ExclusionReason)
+_CODE = {r: i + 1 for i, r in enumerate(REASONS)}
+# Meal slot codes in SQL: 0 none, i + 1 the i-th Meal.
+MEALS: tuple[Meal, ...] = tuple(Meal)
+KINDS: tuple[DinerKind, ...] = tuple(DinerKind)
+# The eligible taps are materialized and sorted once; in memory that is several times faster than on disk
+# (a province connection holds about 9 M taps, under 1 GB per step).
+WORK_MEM = "1GB"
+
+assert len(Meal) <= 3, "meal slot codes are bits 1..3 of a small int and index slots_started"
+
+
+@dataclass(frozen=True, slots=True)
+class _Versions:
+    """The policy versions in force on the days settled, in effective order (index = `vi` in SQL)."""
+
+    policies: tuple[SubsidyPolicy, ...]
+
+    def amount(self, vi: int, rank: int, meal: int) -> tuple[Category, Decimal]:
+        policy = self.policies[vi]
+        category = policy.category_ranking[rank]
+        return category, policy.amount(category, MEALS[meal - 1])
+
+
+def _parameters(month: Month, book: PolicyBook, points: Sequence[PointPlace],
+                days: Sequence[date]) -> tuple[_Versions, dict[str, Any]]:
+    """The versions in force on `days` and the constants the query reads, most as arrays indexed per tap.
+
+    placed             the meal points placed in a township and village (others: unknown_point)
+    day_vi / day_ymd   by local day number - first day of the month: the version index (-1: no policy), YYYYMMDD
+    v_*                by version index: max meals, special-group minimum age, non-locals allowed, years,
+                       and the first and last day settled under it
+    slot               by (version, tap kind, minute of the day): meal slot code, 0 outside every window
+    band               by (version, age -1..MAX_AGE): best rank of the age bands reached, -1 none
+    slots_started      by a bit mask of meal slot codes: how many slots it holds
+    r_*                the priced categories of each version: version, category, rank, special group"""
+    by_version: dict[str, list[date]] = {}
+    for day in days:
+        policy = book.in_force(day)
+        if policy is not None:
+            by_version.setdefault(policy.version, []).append(day)
+    versions = tuple(sorted((p for p in book.policies if p.version in by_version), key=lambda p: p.effective_from))
+    index = {p.version: i for i, p in enumerate(versions)}
+    day_vi: list[int] = []
+    day_ymd: list[int] = []
+    for day in month.days():
+        policy = book.in_force(day) if day in days else None
+        day_vi.append(index[policy.version] if policy is not None else -1)
+        day_ymd.append(day.year * 10000 + day.month * 100 + day.day)
+    slot: list[int] = []
+    band: list[int] = []
+    for p in versions:
+        for kind in KINDS:
+            for minute in range(MINUTES):
+                meal = p.meal_at(time(minute // 60, minute % 60), kind)
+                slot.append(0 if meal is None else MEALS.index(meal) + 1)
+        band.append(-1)  # a birth date after the day
+        for age in range(MAX_AGE + 1):
+            held = [p.rank(b.category) for b in p.age_bands if age >= b.min_age]
+            band.append(min(held) if held else -1)
+    ranks = [(vi, str(c), p.rank(c), c in p.special_groups) for vi, p in enumerate(versions) for c in p.amounts]
+    spans = [by_version[p.version] for p in versions]
+    params: dict[str, Any] = {
+        "day0": (month.first_day - EPOCH_DAY).days,
+        "ndays": len(month.days()),
+        "placed": [p.point_id for p in points],
+        "day_vi": day_vi,
+        "day_ymd": day_ymd,
+        "v_max": [p.max_meals_per_day for p in versions],
+        "v_special_age": [p.special_min_age for p in versions],
+        "v_non_local": [int(p.allow_non_local) for p in versions],
+        "v_years": [p.long_term_min_years for p in versions],
+        "v_first": [s[0] for s in spans],
+        "v_last": [s[-1] for s in spans],
+        "slot": slot,
+        "band": band,
+        "slots_started": [bin(mask).count("1") for mask in range(16)],
+        "r_vi": [r[0] for r in ranks],
+        "r_category": [r[1] for r in ranks],
+        "r_rank": [r[2] for r in ranks],
+        "r_special": [r[3] for r in ranks],
+        "moved": _CODE[ExclusionReason.ELDER_MOVED],
+        "deceased": _CODE[ExclusionReason.ELDER_DECEASED],
+        "id_prefix": ID_CARD_PREFIX,
+        "id_from": ID_CARD_BOUND_FROM,
+    }
+    return _Versions(versions), params
+
+
+def _partial_grants(conn: Conn, month: Month, versions: _Versions, firsts: Sequence[date], lasts: Sequence[date],
+                    days: Sequence[date]) -> dict[str, Any]:
+    """Registered categories that start or end inside a version's settled days, as per-day best ranks.
+
+    Returns p_ids (elder ids) and p_any / p_special: for each of those elders in turn, one rank per day
+    of the month (NO_RANK: none that day), the best of any such category and of the special groups among
+    them. Categories covering all of a version's days are left to the query (gfull). A few rows even for
+    a province: most registrations span whole months."""
+    out: dict[str, Any] = {"p_ids": [], "p_any": [], "p_special": []}
+    if not firsts:
+        return out
+    where = " OR ".join("(valid_from <= %s AND (valid_to IS NULL OR valid_to >= %s)"
+                        " AND (valid_from > %s OR valid_to < %s))" for _ in firsts)
+    args: list[date] = []
+    for first, last in zip(firsts, lasts, strict=True):
+        args += [last, first, first, last]
+    ranks = [{str(c): (p.rank(c), c in p.special_groups) for c in p.amounts} for p in versions.policies]
+    ndays = len(month.days())
+    spans = list(zip(firsts, lasts, strict=True))
+    # The settled days of each version (a version's days are consecutive), by index in the month.
+    version_days = [[((d - month.first_day).days, d) for d in days if first <= d <= last] for first, last in spans]
+    grants: dict[str, tuple[list[int], list[int]]] = {}
+    for elder_id, category, start, end in conn.execute(
+            "SELECT elder_id, category, valid_from, valid_to FROM elder_categories WHERE " + where, args):
+        for vi, (first, last) in enumerate(spans):
+            if start <= first and (end is None or end >= last):
+                continue  # covers the version's days: gfull
+            if start > last or (end is not None and end < first):
+                continue
+            held = ranks[vi].get(category)
+            if held is None:
+                continue
+            rank, special = held
+            best_any, best_special = grants.setdefault(elder_id, ([NO_RANK] * ndays, [NO_RANK] * ndays))
+            for i, day in version_days[vi]:
+                if start <= day and (end is None or day <= end):
+                    best_any[i] = min(best_any[i], rank)
+                    if special:
+                        best_special[i] = min(best_special[i], rank)
+    for elder_id, (best_any, best_special) in grants.items():
+        out["p_ids"].append(elder_id)
+        out["p_any"] += best_any
+        out["p_special"] += best_special
+    return out
 
 
 def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointPlace],
-             only_days: Sequence[date] | None = None) -> list[SubsidyPolicy]:
-    """Create and fill the parameter tables of this transaction; return the versions in force in the month."""
+             days: Sequence[date]) -> tuple[_Versions, dict[str, Any]]:
+    """Settings and the _cx table for this transaction; return the versions and the query's parameters."""
+    versions, params = _parameters(month, book, points, days)
     conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-    # A merge join with the grants would sort every tap once more; the hash join does not.
+    # A merge join would sort every tap once more; the hash joins do not.
     conn.execute("SET LOCAL enable_mergejoin = off")
-    for name in ("_places", "_days", "_slots", "_ageband", "_ranks", "_amounts", "_params", "_vspan", "_gfull",
-                 "_gpart", "_who"):
-        conn.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
-    conn.execute("CREATE TEMP TABLE _places (point_id text PRIMARY KEY, township_id bigint, village_id bigint)"
-                 " ON COMMIT DROP")
-    conn.execute("CREATE TEMP TABLE _days (dayno int PRIMARY KEY, day date NOT NULL, ymd int NOT NULL,"
-                 " version text NOT NULL) ON COMMIT DROP")
-    conn.execute("CREATE TEMP TABLE _slots (version text, minute int, kind text, meal text,"
-                 " PRIMARY KEY (version, minute, kind)) ON COMMIT DROP")
-    conn.execute("CREATE TEMP TABLE _ageband (version text, age int, rank int, PRIMARY KEY (version, age))"
-                 " ON COMMIT DROP")
-    conn.execute("CREATE TEMP TABLE _ranks (version text, category text, rank int, special boolean,"
-                 " PRIMARY KEY (version, category)) ON COMMIT DROP")
-    conn.execute("CREATE TEMP TABLE _amounts (version text, category text, meal text, amount numeric(10, 2),"
-                 " PRIMARY KEY (version, category, meal)) ON COMMIT DROP")
-    conn.execute("CREATE TEMP TABLE _params (version text PRIMARY KEY, max_meals int, special_min_age int,"
-                 " allow_non_local boolean, long_term_min_years int) ON COMMIT DROP")
-    used: dict[str, SubsidyPolicy] = {}
-    days: list[tuple[int, date, int, str]] = []
-    for day in only_days or month.days():
-        policy = book.in_force(day)
-        if policy is not None:
-            used[policy.version] = policy
-            days.append(((day - EPOCH_DAY).days, day, day.year * 10000 + day.month * 100 + day.day, policy.version))
-    slots: list[tuple[str, int, str, str]] = []
-    ageband: list[tuple[str, int, int]] = []
-    ranks: list[tuple[str, str, int, bool]] = []
-    amounts: list[tuple[str, str, str, Decimal]] = []
-    params: list[tuple[str, int, int, bool, int]] = []
-    for v, p in used.items():
-        for minute in range(24 * 60):
-            for kind in DinerKind:
-                meal = p.meal_at(time(minute // 60, minute % 60), kind)
-                if meal is not None:
-                    slots.append((v, minute, str(kind), str(meal)))
-        for age in range(MAX_AGE + 1):
-            held = [b.category for b in p.age_bands if age >= b.min_age]
-            if held:
-                ageband.append((v, age, min(p.rank(c) for c in held)))
-        for c in p.amounts:
-            ranks.append((v, str(c), p.rank(c), c in p.special_groups))
-            for meal in p.meal_windows:
-                amounts.append((v, str(c), str(meal), p.amount(c, meal)))
-        params.append((v, p.max_meals_per_day, p.special_min_age, p.allow_non_local, p.long_term_min_years))
-    with conn.cursor() as cur:
-        for table, rows in (
-            ("_places (point_id, township_id, village_id)",
-             [(p.point_id, int(p.township_id), int(p.village_id)) for p in points]),
-            ("_days (dayno, day, ymd, version)", days),
-            ("_slots (version, minute, kind, meal)", slots),
-            ("_ageband (version, age, rank)", ageband),
-            ("_ranks (version, category, rank, special)", ranks),
-            ("_amounts (version, category, meal, amount)", amounts),
-            ("_params (version, max_meals, special_min_age, allow_non_local, long_term_min_years)", params),
-        ):
-            with cur.copy(f"COPY {table} FROM STDIN") as cp:
-                for row in rows:
-                    cp.write_row(row)
-    # Elders with an integer key (cheaper to sort by than the text id) and the birth date as YYYYMMDD.
-    conn.execute(
-        "CREATE TEMP TABLE _who ON COMMIT DROP AS"
-        " SELECT id AS elder_id, (row_number() OVER ())::int AS k, substr(id_number, 7, 8)::int AS birth_ymd,"
-        " status, status_date, hukou_local, resident_since FROM elders"
-    )
-    # Registered categories: grants covering all of a version's days in the (part of the) month are kept
-    # per elder and version; the few that start or end inside it are expanded per day.
-    conn.execute(
-        "CREATE TEMP TABLE _vspan ON COMMIT DROP AS"
-        " SELECT version, min(day) AS first_day, max(day) AS last_day FROM _days GROUP BY version"
-    )
-    conn.execute(
-        "CREATE TEMP TABLE _gfull ON COMMIT DROP AS"
-        " SELECT g.elder_id, v.version, min(r.rank) AS any_rank, min(r.rank) FILTER (WHERE r.special) AS special_rank"
-        " FROM elder_categories g"
-        " JOIN _vspan v ON g.valid_from <= v.first_day AND (g.valid_to IS NULL OR g.valid_to >= v.last_day)"
-        " JOIN _ranks r ON r.version = v.version AND r.category = g.category"
-        " GROUP BY 1, 2"
-    )
-    conn.execute(
-        "CREATE TEMP TABLE _gpart ON COMMIT DROP AS"
-        " SELECT g.elder_id, dy.dayno, min(r.rank) AS any_rank, min(r.rank) FILTER (WHERE r.special) AS special_rank"
-        " FROM elder_categories g"
-        " JOIN _vspan v ON g.valid_from <= v.last_day AND (g.valid_to IS NULL OR g.valid_to >= v.first_day)"
-        "  AND NOT (g.valid_from <= v.first_day AND (g.valid_to IS NULL OR g.valid_to >= v.last_day))"
-        " JOIN _days dy ON dy.version = v.version AND dy.day >= g.valid_from"
-        "  AND (g.valid_to IS NULL OR dy.day <= g.valid_to)"
-        " JOIN _ranks r ON r.version = v.version AND r.category = g.category"
-        " GROUP BY 1, 2"
-    )
-    conn.execute("ANALYZE _places; ANALYZE _days; ANALYZE _slots; ANALYZE _ageband; ANALYZE _ranks;"
-                 " ANALYZE _amounts; ANALYZE _params; ANALYZE _gfull; ANALYZE _gpart; ANALYZE _who")
-    return sorted(used.values(), key=lambda p: p.effective_from)
+    # Compiling the query's expressions (JIT) cost more than it saved in bench.settlement at both sizes.
+    conn.execute("SET LOCAL jit = off")
+    conn.execute("DROP TABLE IF EXISTS pg_temp._cx")
+    params.update(_partial_grants(conn, month, versions, params["v_first"], params["v_last"], days))
+    n = len(versions.policies)
+    w_cols = "".join(f", g.a{vi}, g.s{vi}" for vi in range(n))
+    conn.execute(_REGISTRY.format(
+        gfull_cols="".join(f", min(rk.rank) FILTER (WHERE rk.vi = {vi}) AS a{vi},"
+                           f" min(rk.rank) FILTER (WHERE rk.vi = {vi} AND rk.special) AS s{vi}" for vi in range(n)),
+        w_cols=w_cols,
+        elder_cols="w.k, w.birth_ymd, w.gone, w.gone_day, w.hukou_local, w.res_ymd, w.p_any, w.p_special"
+                   + w_cols.replace("g.", "w."),
+        none=NO_RANK), params)
+    conn.execute("ANALYZE _cx (card_id)")
+    return versions, params
 
 
-_TAP_ORDER = 'time, point_id COLLATE "C", device_id COLLATE "C", seq, card_id COLLATE "C"'
+# The registry side, as one temporary table _cx made by one statement:
+#   rk      the priced categories per version
+#   gfull   per elder and version, the best registered ranks (any, special) of categories covering all of
+#           the version's days
+#   p       per elder, those of categories that start or end inside them, per day (see _partial_grants)
+#   w       elders with an integer key (the window sorts by it), birth date as YYYYMMDD, status code and day,
+#           residence, and their grants
+#   cx      every card binding and every resident ID card ("ID:<number>", bound at any time), with its elder
+# The table is analyzed on card_id: without a distinct count the planner would rather hash every tap.
+_REGISTRY = """
+CREATE TEMP TABLE _cx ON COMMIT DROP AS
+WITH rk AS (
+    SELECT * FROM unnest(%(r_vi)s::int[], %(r_category)s::text[], %(r_rank)s::int[], %(r_special)s::bool[])
+                  AS r (vi, category, rank, special)
+), vs AS (
+    SELECT * FROM unnest(%(v_first)s::date[], %(v_last)s::date[]) WITH ORDINALITY AS v (first_day, last_day, n)
+), gfull AS (
+    SELECT g.elder_id {gfull_cols}
+    FROM elder_categories g
+    JOIN vs ON g.valid_from <= vs.first_day AND (g.valid_to IS NULL OR g.valid_to >= vs.last_day)
+    JOIN rk ON rk.vi = vs.n - 1 AND rk.category = g.category
+    GROUP BY 1
+), p AS (
+    SELECT u.elder_id, (%(p_any)s::int[])[(u.i - 1) * %(ndays)s + 1:u.i * %(ndays)s] AS p_any,
+           (%(p_special)s::int[])[(u.i - 1) * %(ndays)s + 1:u.i * %(ndays)s] AS p_special
+    FROM unnest(%(p_ids)s::text[]) WITH ORDINALITY AS u (elder_id, i)
+), w AS MATERIALIZED (
+    SELECT e.id, e.id_number, (row_number() OVER ())::int AS k, substr(e.id_number, 7, 8)::int AS birth_ymd,
+           CASE WHEN e.status_date IS NULL THEN 0 WHEN e.status = 'moved' THEN %(moved)s
+                WHEN e.status = 'deceased' THEN %(deceased)s ELSE 0 END AS gone,
+           e.status_date - DATE '1970-01-01' AS gone_day, e.hukou_local,
+           to_char(e.resident_since, 'YYYYMMDD')::int AS res_ymd, p.p_any, p.p_special {w_cols}
+    FROM elders e LEFT JOIN gfull g ON g.elder_id = e.id LEFT JOIN p ON p.elder_id = e.id
+), cx AS (
+    SELECT c.card_id, c.bound_from, c.bound_to, CASE WHEN c.state <> 'active' THEN c.state_since END AS lost_since,
+           {elder_cols}
+    FROM cards c JOIN w ON w.id = c.elder_id
+    UNION ALL
+    SELECT %(id_prefix)s || w.id_number, %(id_from)s::timestamptz, NULL::timestamptz, NULL::timestamptz, {elder_cols}
+    FROM w
+)
+SELECT * FROM cx"""
 
+
+# Levels are kept apart (OFFSET 0) where a computed column is used several times, so that it is computed
+# once per tap: t (local epoch seconds), b (binding, day, version), f (slot, best rank), then e (reason)
+# is materialized once and read twice: the excluded taps are counted as they are, and only the taps
+# still eligible go through the window pass (sorted by elder and day).
 _OUTCOMES = """
-WITH t AS (
-    SELECT d.time, d.point_id, d.device_id, d.seq, d.card_id, d.kind, {local_epoch} AS le
-    FROM diner_events d
-    WHERE d.time >= %(start)s AND d.time < %(end)s {filter}
-), b AS (
+WITH b AS (
     SELECT t.time, t.point_id, t.device_id, t.seq, t.card_id, t.kind,
            (t.le / 86400)::int AS dayno, ((t.le %% 86400) / 60)::int AS minute,
-           pl.point_id IS NOT NULL AS placed,
-           coalesce(c.elder_id, ie.id) AS elder_id,
-           coalesce(c.state <> 'active' AND t.time >= c.state_since, false) AS lost
-    FROM t
-    LEFT JOIN _places pl ON pl.point_id = t.point_id
-    LEFT JOIN cards c ON c.card_id = t.card_id AND c.bound_from <= t.time
-                     AND (c.bound_to IS NULL OR t.time < c.bound_to)
-    LEFT JOIN elders ie ON ie.id_number = CASE WHEN t.card_id LIKE 'ID:%%' THEN substr(t.card_id, 4) END
-), e AS (
-    SELECT b.time, b.point_id, b.device_id, b.seq, b.card_id, b.elder_id, el.k, b.dayno, dy.version, sl.meal,
-           pa.max_meals,
-           CASE WHEN ab.rank IS NOT NULL THEN least(ab.rank, gf.any_rank, gp.any_rank)
-                WHEN (dy.ymd - el.birth_ymd) / 10000 >= pa.special_min_age
-                THEN least(gf.special_rank, gp.special_rank) END AS best,
-           CASE WHEN NOT b.placed THEN 'unknown_point'
-                WHEN b.elder_id IS NULL THEN 'unknown_card'
-                WHEN b.lost THEN 'card_lost'
-                WHEN dy.version IS NULL THEN 'no_policy'
-                WHEN sl.meal IS NULL THEN 'outside_window'
-                WHEN el.status = 'moved' AND dy.day >= el.status_date THEN 'elder_moved'
-                WHEN el.status = 'deceased' AND dy.day >= el.status_date THEN 'elder_deceased'
-                WHEN NOT el.hukou_local AND NOT pa.allow_non_local
-                     AND (el.resident_since IS NULL OR el.resident_since > dy.day
-                          OR (dy.ymd - to_char(el.resident_since, 'YYYYMMDD')::int) / 10000
-                             < pa.long_term_min_years) THEN 'not_eligible'
-                WHEN ab.rank IS NULL AND ((dy.ymd - el.birth_ymd) / 10000 < pa.special_min_age
-                                          OR least(gf.special_rank, gp.special_rank) IS NULL)
-                     THEN 'not_eligible'
-           END AS reason
+           (%(day_vi)s::int[])[(t.le / 86400)::int - %(day0)s + 1] AS vi,
+           (%(day_ymd)s::int[])[(t.le / 86400)::int - %(day0)s + 1] AS ymd,
+           t.point_id = ANY(%(placed)s::text[]) AS placed, coalesce(t.time >= c.lost_since, false) AS lost,
+           c.k, c.birth_ymd, c.gone, c.gone_day, c.hukou_local, c.res_ymd, c.p_any, c.p_special {grant_cols}
+    FROM (SELECT d.time, d.point_id, d.device_id, d.seq, d.card_id, d.kind, {local_epoch} AS le
+          FROM diner_events d
+          WHERE d.time >= %(start)s AND d.time < %(end)s {filter}
+          OFFSET 0) t
+    LEFT JOIN _cx c ON c.card_id = t.card_id AND c.bound_from <= t.time AND (c.bound_to IS NULL OR t.time < c.bound_to)
+    OFFSET 0
+), f AS (
+    SELECT b.time, b.point_id, b.device_id, b.seq, b.card_id, b.k, b.dayno, b.vi, b.ymd, b.placed, b.lost,
+           b.gone, b.gone_day, b.hukou_local, b.res_ymd,
+           CASE WHEN b.vi >= 0 THEN (%(slot)s::int[])[b.vi * {slots_per_version} + {kind_code} * 1440 + b.minute + 1]
+           END AS meal,
+           CASE WHEN b.vi < 0 OR b.k IS NULL THEN NULL
+                WHEN (%(band)s::int[])[b.vi * {bands_per_version} + least(greatest((b.ymd - b.birth_ymd) / 10000, -1),
+                                                                           {max_age}) + 2] >= 0
+                THEN least((%(band)s::int[])[b.vi * {bands_per_version}
+                                             + least(greatest((b.ymd - b.birth_ymd) / 10000, -1), {max_age}) + 2],
+                           {g_any}, nullif(b.p_any[b.dayno - %(day0)s + 1], {none}))
+                WHEN (b.ymd - b.birth_ymd) / 10000 >= (%(v_special_age)s::int[])[b.vi + 1]
+                THEN least({g_special}, nullif(b.p_special[b.dayno - %(day0)s + 1], {none}))
+           END AS best
     FROM b
-    LEFT JOIN _days dy ON dy.dayno = b.dayno
-    LEFT JOIN _params pa ON pa.version = dy.version
-    LEFT JOIN _slots sl ON sl.version = dy.version AND sl.minute = b.minute AND sl.kind = b.kind
-    LEFT JOIN _who el ON el.elder_id = b.elder_id
-    LEFT JOIN _ageband ab ON ab.version = dy.version AND ab.age = (dy.ymd - el.birth_ymd) / 10000
-    LEFT JOIN _gfull gf ON gf.elder_id = b.elder_id AND gf.version = dy.version
-    LEFT JOIN _gpart gp ON gp.elder_id = b.elder_id AND gp.dayno = b.dayno
+    OFFSET 0
+), e AS MATERIALIZED (
+    SELECT f.time, f.point_id, f.device_id, f.seq, f.card_id, (f.k::bigint << 32) | f.dayno AS elder_day,
+           f.vi, f.meal, f.best,
+           CASE WHEN NOT f.placed THEN {unknown_point}
+                WHEN f.k IS NULL THEN {unknown_card}
+                WHEN f.lost THEN {card_lost}
+                WHEN f.vi < 0 THEN {no_policy}
+                WHEN coalesce(f.meal, 0) = 0 THEN {outside_window}
+                WHEN f.gone > 0 AND f.dayno >= f.gone_day THEN f.gone
+                WHEN NOT f.hukou_local AND (%(v_non_local)s::int[])[f.vi + 1] = 0
+                     AND (f.res_ymd IS NULL OR f.res_ymd > f.ymd
+                          OR (f.ymd - f.res_ymd) / 10000 < (%(v_years)s::int[])[f.vi + 1]) THEN {not_eligible}
+                WHEN f.best IS NULL THEN {not_eligible}
+           END AS reason
+    FROM f
 ), q AS (
-    SELECT e.point_id, e.device_id, e.seq, e.time, e.card_id, e.elder_id, e.dayno, e.meal, e.version, e.best,
-           e.max_meals, e.reason,
-           count(*) FILTER (WHERE e.meal = 'breakfast') OVER w AS nb,
-           count(*) FILTER (WHERE e.meal = 'lunch') OVER w AS nl,
-           count(*) FILTER (WHERE e.meal = 'dinner') OVER w AS nd
+    -- The meal slots (bits 1..3) of the elder's eligible taps earlier that day.
+    SELECT e.point_id, e.device_id, e.seq, e.time, e.vi, e.meal, e.best,
+           coalesce(bit_or(1 << e.meal) OVER w, 0) AS earlier
     FROM e
-    WINDOW w AS (PARTITION BY e.reason IS NULL, e.k, e.dayno
-                 ORDER BY {order} ROWS UNBOUNDED PRECEDING)
+    WHERE e.reason IS NULL
+    WINDOW w AS (PARTITION BY e.elder_day
+                 ORDER BY e.time, e.point_id COLLATE "C", e.device_id COLLATE "C", e.seq, e.card_id COLLATE "C"
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
 ), o AS (
-    -- First tap of its slot, and the slots started that day so far within the daily limit.
-    SELECT q.point_id, q.device_id, q.seq, q.time, q.card_id, q.elder_id, q.meal, q.version, q.best,
-           CASE WHEN q.reason IS NOT NULL THEN q.reason
-                WHEN CASE q.meal WHEN 'breakfast' THEN q.nb WHEN 'lunch' THEN q.nl ELSE q.nd END > 1 THEN 'repeat'
-                WHEN (q.nb > 0)::int + (q.nl > 0)::int + (q.nd > 0)::int > q.max_meals THEN 'over_daily_limit'
+    -- A repeat if its slot was started earlier; over the limit if the slots started so far, with its own,
+    -- are more than the day's maximum.
+    SELECT q.point_id, q.device_id, q.seq, q.time, q.vi, q.meal, q.best,
+           CASE WHEN q.earlier & (1 << q.meal) <> 0 THEN {repeat}
+                WHEN (%(slots_started)s::int[])[(q.earlier | (1 << q.meal)) + 1] > (%(v_max)s::int[])[q.vi + 1]
+                THEN {over_daily_limit}
+                ELSE 0
            END AS outcome
     FROM q
+    UNION ALL
+    SELECT e.point_id, e.device_id, e.seq, e.time, e.vi, e.meal, e.best, e.reason
+    FROM e
+    WHERE e.reason IS NOT NULL
 )
 """
 
-assert [m.value for m in Meal] == ["breakfast", "lunch", "dinner"], "the window counts name each meal slot"
+
+_OUTCOME_ROWS = """
+SELECT o.point_id, o.device_id, o.seq, o.time, o.outcome, o.vi, o.best, o.meal FROM o {where}
+"""
+
+# Subsidised taps are counted per version, rank and slot (their amount); excluded ones per reason.
+_POINT_COUNTS = """
+SELECT o.point_id, o.outcome, CASE WHEN o.outcome = 0 THEN o.vi END, CASE WHEN o.outcome = 0 THEN o.best END,
+       CASE WHEN o.outcome = 0 THEN o.meal END, count(*)
+FROM o
+GROUP BY 1, 2, 3, 4, 5
+"""
 
 
 def _local_epoch(book: PolicyBook, month: Month) -> str:
@@ -242,25 +370,35 @@ def _local_epoch(book: PolicyBook, month: Month) -> str:
     return "floor(date_part('epoch', d.time AT TIME ZONE %(tz)s))::bigint"
 
 
-def _query(book: PolicyBook, month: Month, tail: str) -> str:
-    return _OUTCOMES.format(local_epoch=_local_epoch(book, month), filter="", order=_TAP_ORDER) + tail
+def _query(book: PolicyBook, month: Month, versions: _Versions, tail: str, filter: str = "") -> str:
+    """The outcome query for these versions, followed by `tail` (a select from `o`)."""
+    n = len(versions.policies)
+
+    def per_version(column: str) -> str:
+        if n == 0:
+            return "NULL::int"
+        return "CASE b.vi " + " ".join(f"WHEN {vi} THEN b.{column}{vi}" for vi in range(n)) + " END"
+
+    kind_code = "CASE b.kind " + " ".join(f"WHEN '{k}' THEN {i}" for i, k in enumerate(KINDS)) + " END"
+    codes = {r.value: _CODE[r] for r in REASONS}
+    return _OUTCOMES.format(
+        local_epoch=_local_epoch(book, month), filter=filter,
+        grant_cols="".join(f", c.a{vi}, c.s{vi}" for vi in range(n)),
+        slots_per_version=len(KINDS) * MINUTES, kind_code=kind_code,
+        bands_per_version=MAX_AGE + 2, max_age=MAX_AGE, none=NO_RANK,
+        g_any=per_version("a"), g_special=per_version("s"),
+        **codes,
+    ) + tail
 
 
-_OUTCOME_ROWS = """
-SELECT o.point_id, o.device_id, o.seq, o.time, o.outcome, ra.category, coalesce(am.amount, 0.00)
-FROM o
-LEFT JOIN _ranks ra ON o.outcome IS NULL AND ra.version = o.version AND ra.rank = o.best
-LEFT JOIN _amounts am ON am.version = o.version AND am.category = ra.category AND am.meal = o.meal
-{where}
-"""
-
-_POINT_TOTALS = """
-SELECT o.point_id, o.outcome, ra.category, count(*)::bigint, coalesce(sum(am.amount), 0.00)
-FROM o
-LEFT JOIN _ranks ra ON o.outcome IS NULL AND ra.version = o.version AND ra.rank = o.best
-LEFT JOIN _amounts am ON am.version = o.version AND am.category = ra.category AND am.meal = o.meal
-GROUP BY 1, 2, 3
-"""
+def _run(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointPlace], days: Sequence[date],
+         tail: str, filter: str = "", extra: dict[str, Any] | None = None) -> tuple[_Versions, list[tuple[Any, ...]]]:
+    versions, params = _prepare(conn, month, book, points, days)
+    start, end = _bounds(days, book)
+    params.update({"tz": book.timezone, "start": start, "end": end, **(extra or {})})
+    with conn.cursor(binary=True) as cur:
+        cur.execute(_query(book, month, versions, tail, filter), params)
+        return versions, cur.fetchall()
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,21 +417,17 @@ def outcomes(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
     With `only_points`, the query reads only the taps at those points and on `cards`: exact for the
     points' taps when `cards` holds every card of the elders who tapped there (their other taps decide
     repeats and daily limits), which is how a sample of a province month is checked quickly."""
-    _prepare(conn, month, book, points)
-    start, end = month_bounds(month, book)
     where = "" if only_points is None else "WHERE o.point_id = ANY(%(only)s)"
     taps = "" if only_points is None else "AND (d.point_id = ANY(%(only)s) OR d.card_id = ANY(%(cards)s))"
-    query = _OUTCOMES.format(local_epoch=_local_epoch(book, month), filter=taps, order=_TAP_ORDER)
-    query += _OUTCOME_ROWS.format(where=where)
+    versions, rows = _run(conn, month, book, points, month.days(), _OUTCOME_ROWS.format(where=where), taps,
+                          {"only": list(only_points or ()), "cards": list(cards)})
     out: dict[TapKey, Outcome] = {}
-    with conn.cursor(binary=True) as cur:
-        cur.execute(query, {"tz": book.timezone, "start": start, "end": end, "only": list(only_points or ()),
-                            "cards": list(cards)})
-        for point, device, seq, at, reason, category, amount in cur:
-            out[(point, device, seq, at)] = Outcome(
-                ExclusionReason(reason) if reason else None, Category(category) if category else None,
-                Decimal(amount).quantize(Decimal("0.01")),
-            )
+    for point, device, seq, at, outcome, vi, best, meal in rows:
+        if outcome:
+            out[(point, device, seq, at)] = Outcome(REASONS[outcome - 1], None, ZERO)
+        else:
+            category, amount = versions.amount(vi, best, meal)
+            out[(point, device, seq, at)] = Outcome(None, category, amount)
     return out
 
 
@@ -391,15 +525,19 @@ PointRow = tuple[str, ExclusionReason | None, Category | None, int, Decimal]
 def _point_rows(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointPlace],
                 days: Sequence[date]) -> list[PointRow]:
     """Per (point, outcome, category): taps and amount, over the given consecutive days of the month."""
-    _prepare(conn, month, book, points, days)
-    start, end = _bounds(days, book)
-    rows: list[PointRow] = []
-    with conn.cursor(binary=True) as cur:
-        cur.execute(_query(book, month, _POINT_TOTALS), {"tz": book.timezone, "start": start, "end": end})
-        for point, reason, category, n, amount in cur:
-            rows.append((point, ExclusionReason(reason) if reason else None,
-                         Category(category) if category else None, int(n), Decimal(amount).quantize(CENT)))
-    return rows
+    versions, counted = _run(conn, month, book, points, days, _POINT_COUNTS)
+    merged: dict[tuple[str, ExclusionReason | None, Category | None], list[Any]] = {}
+    for point, outcome, vi, best, meal, n in counted:
+        if outcome:
+            key: tuple[str, ExclusionReason | None, Category | None] = (point, REASONS[outcome - 1], None)
+            amount = ZERO
+        else:
+            category, each = versions.amount(vi, best, meal)
+            key, amount = (point, None, category), each * n
+        slot = merged.setdefault(key, [0, ZERO])
+        slot[0] += int(n)
+        slot[1] += amount
+    return [(p, r, c, v[0], v[1]) for (p, r, c), v in merged.items()]
 
 
 def _versions(month: Month, book: PolicyBook) -> tuple[SubsidyPolicy, ...]:
