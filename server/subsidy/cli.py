@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None, clock: Callable[[], datetime] = lambda: 
         print(f"settings: {exc}", file=err)
         return 2
     try:
+        args.dsn = dsn
         with psycopg.connect(dsn) as conn:
             return _run(args, conn, clock, out, err)
     except ServerError as exc:
@@ -154,7 +156,9 @@ def _run(args: argparse.Namespace, conn: psycopg.Connection[Any], clock: Callabl
     if args.command == "settle":
         month = Month.parse(args.month)
         if args.sql:
-            run_id, sql_result = service.settle_month_sql(conn, month, by=args.actor, at=clock())
+            # Split by local days over one connection per core (the DSN this command connected with).
+            run_id, sql_result = service.settle_month_sql(conn, month, by=args.actor, at=clock(), dsn=args.dsn,
+                                                          workers=max(1, os.cpu_count() or 1))
             county = sql_result.county
         else:
             run_id, result = service.settle_month(conn, month, by=args.actor, at=clock())

@@ -28,7 +28,7 @@ from server.subsidy.records import AdjustmentLine, Month, PointPlace
 from server.subsidy.restore import settlement_from_text
 from server.subsidy.settlement import Settlement, settle
 from server.subsidy.snapshot import MIN_REASON_CHARS, SignedSnapshot, adjustments
-from server.subsidy.sql import SqlSettlement, settle_sql
+from server.subsidy.sql import SqlSettlement, settle_sql, settle_sql_parallel
 
 logger = logging.getLogger(__name__)
 
@@ -122,14 +122,21 @@ def settle_month(conn: Conn, month: Month, *, by: str, at: datetime) -> tuple[in
     return run_id, result
 
 
-def settle_month_sql(conn: Conn, month: Month, *, by: str, at: datetime) -> tuple[int, SqlSettlement]:
-    """Compute the month's totals with the SQL path and store them as a run."""
+def settle_month_sql(conn: Conn, month: Month, *, by: str, at: datetime, dsn: str | None = None,
+                     workers: int = 2) -> tuple[int, SqlSettlement]:
+    """Compute the month's totals with the SQL path and store them as a run.
+
+    With `dsn`, the month is split by local days over `workers` connections of their own (exact; they
+    read committed data), else it is settled on `conn`."""
     _refuse_if_signed(conn, month)
     book = book_or_raise(conn)
     points = repository.load_points(conn)
     adj = repository.load_adjustments(conn, month)
     began = _time.perf_counter()
-    result = settle_sql(conn, month, book, points, adj)
+    if dsn is None:
+        result = settle_sql(conn, month, book, points, adj)
+    else:
+        result = settle_sql_parallel(dsn, month, book, points, adj, workers=workers)
     county = result.county
     run_id = repository.insert_sql_run(
         conn, month, by=by, at=at, seconds=_time.perf_counter() - began, taps=county.taps, meals=county.meals,

@@ -8,8 +8,10 @@ Each example runs in a transaction that is rolled back, so examples never see ea
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,12 +20,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.subsidy import repository
+from server.subsidy import repository, service
+from server.subsidy.cli import main
 from server.subsidy.policy import Category
 from server.subsidy.records import Month
 from server.subsidy.settlement import settle
 from server.subsidy.sql import outcomes, settle_sql, settle_sql_parallel
 
+from .conftest import POLICY_YAML
 from .dbdata import insert_month
 from .months import RandomMonth, months
 from .test_settlement_property import BOOKS, JUNE, reference
@@ -93,3 +97,23 @@ def test_the_day_split_parallel_path_equals_the_single_query(tsdb_dsn: str) -> N
         parallel = settle_sql_parallel(tsdb_dsn, month, book, points, workers=workers)
         assert parallel.totals == single.totals == pure.totals
     assert pure.county.meals > 50 and pure.county.excluded_taps > 0
+
+
+def test_a_stored_sql_run_split_by_days_equals_one_on_a_single_connection(tsdb_dsn: str) -> None:
+    from .dbcounty import build, commit
+
+    month = Month(2033, 2)
+    commit(tsdb_dsn, build(month, seed=5))
+    now = datetime.now(UTC)
+    with psycopg.connect(tsdb_dsn) as conn:
+        service.add_policies(conn, POLICY_YAML, by="tests", at=now)
+        conn.commit()
+        one_id, one = service.settle_month_sql(conn, month, by="tests", at=now)
+        split_id, split = service.settle_month_sql(conn, month, by="tests", at=now, dsn=tsdb_dsn, workers=3)
+        conn.commit()
+        assert split_id != one_id and split.totals == one.totals and one.county.meals > 50
+        stored = repository.run_row(conn, split_id)
+        assert stored is not None and stored["meals"] == one.county.meals
+    out = io.StringIO()
+    assert main(["--dsn", tsdb_dsn, "settle", "2033-02", "--sql"], stdout=out, stderr=io.StringIO()) == 0
+    assert f"{one.county.taps} taps, {one.county.meals} meals, {one.county.amount_due} yuan due" in out.getvalue()
