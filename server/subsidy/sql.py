@@ -206,7 +206,7 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
     conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
     # A merge join would sort every tap once more; the hash joins do not.
     conn.execute("SET LOCAL enable_mergejoin = off")
-    # Compiling the query's expressions (JIT) cost more than it saved in bench.settlement at both sizes.
+    # JIT compilation of the expressions gained nothing on the county month (bench.settlement); off.
     conn.execute("SET LOCAL jit = off")
     conn.execute("DROP TABLE IF EXISTS pg_temp._cx")
     params.update(_partial_grants(conn, month, versions, params["v_first"], params["v_last"], days))
@@ -218,7 +218,7 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
         w_cols=w_cols,
         elder_cols="w.k, w.birth_ymd, w.gone, w.gone_day, w.hukou_local, w.res_ymd, w.p_any, w.p_special"
                    + w_cols.replace("g.", "w."),
-        none=NO_RANK), params)
+        none=NO_RANK), params, prepare=False)
     conn.execute("ANALYZE _cx (card_id)")
     return versions, params
 
@@ -397,7 +397,9 @@ def _run(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointPlace
     start, end = _bounds(days, book)
     params.update({"tz": book.timezone, "start": start, "end": end, **(extra or {})})
     with conn.cursor(binary=True) as cur:
-        cur.execute(_query(book, month, versions, tail, filter), params)
+        # Never as a prepared statement: a generic plan would not see the arrays as constants (the placed
+        # points would be searched one by one instead of hashed).
+        cur.execute(_query(book, month, versions, tail, filter), params, prepare=False)
         return versions, cur.fetchall()
 
 
