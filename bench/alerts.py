@@ -340,10 +340,23 @@ def main(argv: list[str] | None = None) -> int:
         end_session(m, alerts_id)
         stand_in.server.shutdown()
         if not args.keep_db:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+            drop_database(admin, db_name)
     print(json.dumps(result, ensure_ascii=False))
     return 0 if result and result["missed"] == 0 else 1
+
+
+def drop_database(admin: str, name: str, attempts: int = 10) -> None:
+    """Drop the scratch database; TimescaleDB's background scheduler (another role) may hold it a moment."""
+    for attempt in range(attempts):
+        try:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg.Error as exc:
+            if attempt == attempts - 1:
+                progress(f"could not drop {name} ({exc}); drop it by hand")
+                return
+            time.sleep(1.0)
 
 
 def _telemetry_rows(dsn: str) -> int:

@@ -358,9 +358,10 @@ class AlertWorker:
                         self.leader.set()
                     else:
                         continue
+                # People first: a new alert's notification does not wait for the command round trips.
+                self.stats["attempts"] += len(self.escalator.run(conn, self.clock()))
                 if self.connected.is_set():
                     self._publish_commands(conn)
-                self.stats["attempts"] += len(self.escalator.run(conn, self.clock()))
             except psycopg.Error as exc:
                 log.warning("notifier database error (%s); reconnecting", exc)
                 if conn is not None:
