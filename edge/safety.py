@@ -37,7 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.clock import Clock
-from firmware_bridge.contract import SafetyLevel
+from firmware_bridge.contract import SafetyLevel, ack_message
 from firmware_bridge.modbus_profiles import Quantity
 
 Level = SafetyLevel
@@ -295,7 +295,7 @@ class SafetyEngine:
         acknowledged, so the server learns of the acknowledgement too.
         """
         out: list[Transition] = []
-        message = f"acknowledged ({source})"
+        message = ack_message(source)
         for (dev, ch), state in self._channels.items():
             was_alarm = state.reported in ALARM_LEVELS
             state.latched = Level.NORMAL

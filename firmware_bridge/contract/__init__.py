@@ -23,7 +23,10 @@ from .messages import (
     SafetyLevel,
     TapDecision,
     TelemetryEvent,
+    ack_message,
+    ack_source,
     decode,
+    is_local_ack,
 )
 from .topics import (
     ROOT,
@@ -43,5 +46,6 @@ __all__ = [
     "CommandName", "CountEvent", "DeviceState", "DeviceStatus", "DinerEvent", "DinerKind",
     "EventHeader", "Meal", "Message", "ParsedTopic", "PointChannel", "PointConfig", "Reading",
     "Roster", "RosterEntry", "SafetyEvent", "SafetyLevel", "TapDecision", "TelemetryEvent",
-    "TopicError", "check_id", "decode", "device_filter", "device_topic", "parse_topic", "point_topic",
+    "TopicError", "ack_message", "ack_source", "check_id", "decode", "device_filter", "device_topic",
+    "is_local_ack", "parse_topic", "point_topic",
 ]

@@ -124,7 +124,32 @@ class SafetyEvent(EventHeader):
     threshold: float | None = None
     latched: bool = False
     actions: list[str] = Field(default_factory=list, max_length=16)
-    message: str | None = Field(default=None, max_length=256)
+    message: str | None = Field(
+        default=None, max_length=256,
+        description="Human text. An acknowledgement at the edge is a transition (its level may stay the same)"
+                    " whose message is exactly 'acknowledged (<source>)': source 'server:<cmd_id>' for the"
+                    " server's ack_alarm, anything else (the button's name) for the local button.")
+
+
+ACK_PREFIX = "acknowledged ("
+SERVER_ACK_SOURCE_PREFIX = "server:"
+
+
+def ack_message(source: str) -> str:
+    """The SafetyEvent message of an acknowledgement at the edge by `source`."""
+    return f"{ACK_PREFIX}{source})"
+
+
+def ack_source(message: str | None) -> str | None:
+    """Who acknowledged, if `message` is an acknowledgement's (see SafetyEvent.message); else None."""
+    if message is None or not message.startswith(ACK_PREFIX) or not message.endswith(")"):
+        return None
+    return message[len(ACK_PREFIX):-1] or None
+
+
+def is_local_ack(source: str) -> bool:
+    """Whether an acknowledgement came from the meal point itself (not the echo of the server's ack_alarm)."""
+    return not source.startswith(SERVER_ACK_SOURCE_PREFIX)
 
 
 class CountEvent(EventHeader):

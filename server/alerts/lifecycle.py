@@ -16,6 +16,8 @@ Rules:
   (RECURRED); after the alert was resolved it opens a new one
   that names the old one as `previous_id`.
 - Every transition yields a TimelineEvent for the safety ledger (台账); plain repeats do not.
+- An edge event saying a person acknowledged the alarm with the local button (`acknowledged_by`)
+  acknowledges the open edge alert through channel `edge`.
 - The edge is authoritative for local alarms: while the edge's own alarm on a channel (`<ch>:edge`)
   is active, the server's threshold rule on the same point, device and channel (`<ch>:threshold`)
   opens no second alert; its first verdict is recorded on the edge alert's timeline (CORROBORATED).
@@ -40,6 +42,7 @@ from .rules import ConditionKey, Hazard, Observation, Severity
 
 SYSTEM_ACTOR = "system"
 ON_SITE_CHANNEL = "on_site"
+EDGE_CHANNEL = "edge"  # acknowledged with the local button at the meal point
 
 
 class AlertState(StrEnum):
@@ -208,6 +211,15 @@ class AlertBook:
 
     def observe(self, obs: Observation) -> Change | None:
         """Apply one rule observation; None when it changes nothing (a clear for no alert)."""
+        change = self._observe(obs)
+        a = self._active.get(obs.key)
+        if obs.acknowledged_by is None or a is None or a.state != AlertState.OPEN:
+            return change
+        # Acknowledged at the point (the edge's local button): the person there owns it now.
+        event = self._ack(a, obs.acknowledged_by, obs.at, EDGE_CHANNEL)
+        return Change(replace(a), (change.events if change is not None else ()) + (event,))
+
+    def _observe(self, obs: Observation) -> Change | None:
         a = self._active.get(obs.key)
         if obs.raised:
             if a is not None:

@@ -49,7 +49,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from firmware_bridge.contract import DeviceState, DeviceStatus, SafetyEvent, SafetyLevel, TelemetryEvent
+from firmware_bridge.contract import (
+    DeviceState,
+    DeviceStatus,
+    SafetyEvent,
+    SafetyLevel,
+    TelemetryEvent,
+    ack_source,
+    is_local_ack,
+)
 from firmware_bridge.modbus_profiles import Quantity
 
 
@@ -109,6 +117,8 @@ _HAZARD_BY_QUANTITY = {
     Quantity.CURRENT_A: Hazard.ELECTRIC,
 }
 
+LOCAL_ACK_ACTOR_PREFIX = "local:"  # who acknowledged at the point: "local:<button name>"
+
 _SEVERITY_BY_LEVEL = {
     SafetyLevel.WARN: Severity.WARNING,
     SafetyLevel.ALARM: Severity.ALARM,
@@ -154,6 +164,8 @@ class Observation:
     unit: str | None = None
     threshold: float | None = None
     message: str = ""
+    # Set when the edge says a person acknowledged the alarm at the meal point (its local button).
+    acknowledged_by: str | None = None
 
 
 # --- configuration -------------------------------------------------------------------------------
@@ -539,10 +551,14 @@ class RuleEngine:
         hazard = hazard_of_rule(event.rule, event.unit)
         level_key = ConditionKey(event.point, event.device, f"{event.ch}:edge")
         fault_key = ConditionKey(event.point, event.device, f"{event.ch}:edge_fault")
-        text = event.message or ""
+        acked = ack_source(event.message)
+        # The local button at the point acknowledges the alert too; the server's own ack_alarm echoes back.
+        by = f"{LOCAL_ACK_ACTOR_PREFIX}{acked}" if acked is not None and is_local_ack(acked) else None
+        text = "" if acked is not None else (event.message or "")
 
         def obs(key: ConditionKey, raised: bool, sev: Severity, msg: str, th: float | None = None) -> Observation:
-            return Observation(key, raised, event.ts, sev, hazard, "edge", event.value, event.unit, th, msg)
+            return Observation(key, raised, event.ts, sev, hazard, "edge", event.value, event.unit, th, msg,
+                               by if key == level_key else None)
 
         if event.level in _SEVERITY_BY_LEVEL:
             sev = _SEVERITY_BY_LEVEL[event.level]

@@ -1,7 +1,9 @@
 """Alerts end to end through the real pieces: a gas leak played on a Modbus sensor simulator (pty) →
 agent process → broker → `yangyi-alerts` process → a request at the local stand-in for the WeCom robot;
 then the caregiver taps the signed link in that message → API → the worker publishes ack_alarm →
-the agent silences its buzzer and leaves the valve closed."""
+the agent silences its buzzer and leaves the valve closed. And the other way: the caregiver presses
+the local acknowledge button at the point → the agent silences its buzzer → the alert is acknowledged
+through channel "edge"."""
 
 from __future__ import annotations
 
@@ -21,12 +23,15 @@ import psycopg
 import pytest
 import yaml
 
+from edge.agent import Agent
+from edge.config import load_config
+from firmware_bridge.modbus_profiles import Quantity
 from firmware_bridge.sim import scenarios as sc
 from firmware_bridge.sim.modbus import ModbusBusSimulator
 from firmware_bridge.sim.scenarios.player import ScenarioPlayer
 from server.alerts.settings import load_alert_config
 
-from .conftest import E2EPoint, Proc, db_query, delete_session, wait_until
+from .conftest import E2EPoint, Proc, agent_config, db_query, delete_session, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -174,5 +179,58 @@ def test_leak_reaches_the_caregiver_and_the_link_silences_the_buzzer(
             finally:
                 stop.set()
     finally:
+        worker.stop()
+        delete_session(acct, client_id)
+
+
+def test_local_button_acknowledges_the_alert_through_channel_edge(
+    e2e_point: E2EPoint, wecom: WeComStandIn, tsdb_dsn: str, mqtt_server_account: Any, tmp_path: Path,
+) -> None:
+    point = e2e_point.id
+    place_point_with_caregiver(tsdb_dsn, point)
+    client_id = f"e2e-alerts-{uuid.uuid4().hex[:8]}"
+    acct = mqtt_server_account
+    worker = Proc(argv=[sys.executable, "-m", "server.alerts.worker", "--config",
+                        str(alert_config(tmp_path, wecom.url))],
+                  log=tmp_path / "alerts.log",
+                  env={"YANGYI_DB_DSN": tsdb_dsn, "YANGYI_MQTT_HOST": acct.host, "YANGYI_MQTT_PORT": str(acct.port),
+                       "YANGYI_MQTT_USERNAME": acct.username, "YANGYI_MQTT_PASSWORD": acct.password,
+                       "YANGYI_MQTT_SESSION_EXPIRY_S": "300", "YANGYI_ALERTS_SUBSCRIBE_POINT": point,
+                       "YANGYI_ALERTS_CLIENT_ID": client_id, "YANGYI_ALERTS_SHARE_GROUP": client_id})
+    # The agent runs in this process (its real outbox and publisher on the real broker) so the test can
+    # press its local button: SafetyHub.acknowledge is what the button does at the meal point.
+    directory = tmp_path / "agent"
+    panel = {name: {"type": "file", "path": str(tmp_path / f"{name}.log")} for name in ("buzzer", "fan", "valve")}
+    cfg_path = directory / "agent.yaml"
+    cfg = agent_config(point, e2e_point.account, directory, panel=panel)
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    agent = Agent(load_config(cfg_path))
+    try:
+        worker.start()
+        worker.wait_log("subscribed to", timeout=30)
+        agent.start()
+        agent.safety_hub.run(lambda e: e.observe("gas1", "lel", Quantity.GAS_LEL, 31.0, "%LEL"))
+        rows = wait_until(lambda: db_query(tsdb_dsn, "SELECT id FROM alerts WHERE point_id = %s"
+                                           " AND condition = 'lel:edge'", point), timeout=20, what="the edge alert")
+        alert_id = rows[0][0]
+        wait_until(lambda: any(f"a={alert_id}" in b["text"]["content"] for b in list(wecom.bodies)), timeout=10,
+                   what="the caregiver's notification")
+        assert actuator_calls(tmp_path, "buzzer")[-1] == "on"
+
+        agent.safety_hub.acknowledge("button")
+        assert actuator_calls(tmp_path, "buzzer")[-1] == "off"  # silenced at once, on site
+        acked = wait_until(lambda: db_query(tsdb_dsn, "SELECT state, ack_channel, ack_by FROM alerts WHERE id = %s"
+                                            " AND state = 'acknowledged'", alert_id), timeout=15,
+                           what="the alert acknowledged by the local button")
+        assert acked == [("acknowledged", "edge", "local:button")]
+        timeline = db_query(tsdb_dsn, "SELECT kind, actor, channel FROM alert_events WHERE alert_id = %s"
+                            " ORDER BY time, id", alert_id)
+        assert timeline == [("opened", "system", None), ("acknowledged", "local:button", "edge")]
+        # The buzzer is already silent: no ack_alarm goes back to the point, and the valve stays as it was.
+        assert db_query(tsdb_dsn, "SELECT cmd_id FROM alert_commands WHERE point_id = %s", point) == []
+        notices = db_query(tsdb_dsn, "SELECT kind FROM alert_notifications WHERE alert_id = %s", alert_id)
+        assert notices == [("first",)]
+    finally:
+        agent.stop(2.0)
         worker.stop()
         delete_session(acct, client_id)

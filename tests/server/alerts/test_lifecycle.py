@@ -250,3 +250,21 @@ def test_server_threshold_opens_its_own_alert_once_the_edge_alarm_has_cleared() 
     assert b.tick(at(10 + HOLD))  # the edge's clear held: its alarm is no longer active
     own = b.observe(raised(GAS, 200))
     assert own is not None and kinds(own) == [EventKind.OPENED] and own.alert.key == GAS
+
+
+def test_the_local_button_acknowledges_an_open_edge_alert_through_channel_edge() -> None:
+    b = book()
+    b.observe(replace(raised(EDGE, 0), source="edge"))
+    change = b.observe(replace(raised(EDGE, 20), source="edge", acknowledged_by="local:button"))
+    assert change is not None and kinds(change) == [EventKind.ACKNOWLEDGED]
+    assert change.alert.state == AlertState.ACKNOWLEDGED and change.events[0].channel == "edge"
+    assert change.alert.ack is not None and (change.alert.ack.by, change.alert.ack.at) == ("local:button", at(20))
+    # Pressed again, or after someone else acknowledged: nothing new.
+    again = b.observe(replace(raised(EDGE, 30), source="edge", acknowledged_by="local:button"))
+    assert again is not None and kinds(again) == []
+    # A latched alarm whose gas is gone: the acknowledgement arrives with the clear and both are kept.
+    b2 = book()
+    b2.observe(replace(raised(EDGE, 0), source="edge"))
+    both = b2.observe(replace(cleared(EDGE, 40), source="edge", acknowledged_by="local:reset"))
+    assert both is not None and kinds(both) == [EventKind.ACKNOWLEDGED]
+    assert both.alert.clear_pending_since == at(40) and both.alert.ack is not None

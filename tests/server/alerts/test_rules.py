@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
+from edge.clock import FakeClock
+from edge.safety import SafetyConfig, SafetyEngine, Transition
 from firmware_bridge.contract import (
     DeviceState,
     DeviceStatus,
@@ -12,7 +14,9 @@ from firmware_bridge.contract import (
     SafetyEvent,
     SafetyLevel,
     TelemetryEvent,
+    ack_source,
 )
+from firmware_bridge.modbus_profiles import Quantity
 from server.alerts.rules import (
     ConditionKey,
     Hazard,
@@ -241,6 +245,28 @@ def test_edge_safety_events_mirror_levels_and_faults() -> None:
     elec = e.on_safety(SafetyEvent(point=P, device="efd", seq=5, ts=at(5), clock_synced=True, ch="residual",
                                    level=SafetyLevel.WARN, rule="electric.residual_current", value=320.0), at(5))
     assert elec[0].hazard == Hazard.ELECTRIC and elec[0].severity == Severity.WARNING
+
+
+def test_an_acknowledgement_at_the_edge_names_the_local_button_but_not_the_servers_echo() -> None:
+    e = RuleEngine()
+    edge = SafetyEngine(SafetyConfig(), FakeClock())
+    raised = edge.observe(SENSOR, "lel", Quantity.GAS_LEL, 31.0, "%LEL")
+    local = edge.acknowledge("button")  # the real edge's transitions, as the agent publishes them
+    echo = SafetyEngine(SafetyConfig(), FakeClock())
+    echo.observe(SENSOR, "lel", Quantity.GAS_LEL, 31.0, "%LEL")
+    server = echo.acknowledge("server:ack-1")
+
+    def event(t: Transition, seq: int) -> SafetyEvent:
+        return SafetyEvent.model_validate({"point": P, "device": t.device_id, "seq": seq, "ts": at(seq),
+                                           "clock_synced": True, **t.body()})
+
+    first = e.on_safety(event(raised[0], 1), at(1))
+    assert [o.acknowledged_by for o in first] == [None]
+    by_button = e.on_safety(event(local[0], 2), at(2))
+    assert [(o.key.condition, o.raised, o.acknowledged_by) for o in by_button] == [("lel:edge", True, "local:button")]
+    assert "acknowledged" not in by_button[0].message  # the alert keeps its own words
+    assert [o.acknowledged_by for o in e.on_safety(event(server[0], 3), at(3))] == [None]
+    assert ack_source("acknowledged (server:ack-1)") == "server:ack-1" and ack_source("现场燃气报警") is None
 
 
 def test_camera_versus_card() -> None:
