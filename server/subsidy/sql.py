@@ -69,9 +69,14 @@ _CODE = {r: i + 1 for i, r in enumerate(REASONS)}
 # Meal slot codes in SQL: 0 none, i + 1 the i-th Meal.
 MEALS: tuple[Meal, ...] = tuple(Meal)
 KINDS: tuple[DinerKind, ...] = tuple(DinerKind)
-# The eligible taps are materialized and sorted once; in memory that is several times faster than on disk
-# (a province connection holds about 9 M taps, under 1 GB per step).
+# The taps are materialized and the eligible ones sorted once per query; in memory, not spilled to disk.
 WORK_MEM = "1GB"
+# Taps per query: the days are read in groups this large at most (about 0.4 GB materialized, less sorted;
+# a whole province connection's 9 M taps in one query spilled 0.8 GB to disk).
+MAX_TAPS_PER_QUERY = 3_000_000
+# JIT compilation of the query's expressions paid off from about this many taps per query (a province's
+# groups of days in bench.settlement); below, at a county's size, it gained nothing.
+JIT_MIN_TAPS = 1_000_000
 
 assert len(Meal) <= 3, "meal slot codes are bits 1..3 of a small int and index slots_started"
 
@@ -206,7 +211,7 @@ def _prepare(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointP
     conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
     # A merge join would sort every tap once more; the hash joins do not.
     conn.execute("SET LOCAL enable_mergejoin = off")
-    # JIT compilation of the expressions gained nothing on the county month (bench.settlement); off.
+    # JIT only for large groups of days (_point_rows, JIT_MIN_TAPS).
     conn.execute("SET LOCAL jit = off")
     conn.execute("DROP TABLE IF EXISTS pg_temp._cx")
     params.update(_partial_grants(conn, month, versions, params["v_first"], params["v_last"], days))
@@ -524,10 +529,39 @@ def _bounds(days: Sequence[date], book: PolicyBook) -> tuple[datetime, datetime]
 PointRow = tuple[str, ExclusionReason | None, Category | None, int, Decimal]
 
 
+def _estimate(conn: Conn, days: Sequence[date], book: PolicyBook) -> int:
+    """The planner's estimate of the taps on `days` (from the statistics; no scan)."""
+    start, end = _bounds(days, book)
+    plan = conn.execute("EXPLAIN (FORMAT JSON) SELECT 1 FROM diner_events WHERE time >= %s AND time < %s",
+                        (start, end)).fetchone()
+    return int(plan[0][0]["Plan"]["Plan Rows"]) if plan else 0
+
+
+def _day_groups(conn: Conn, days: Sequence[date], book: PolicyBook) -> list[Sequence[date]]:
+    """`days` in consecutive groups of about MAX_TAPS_PER_QUERY taps at most, by the planner's estimate."""
+    per_group = max(1, MAX_TAPS_PER_QUERY * len(days) // max(1, _estimate(conn, days, book)))
+    return [days[i:i + per_group] for i in range(0, len(days), per_group)]
+
+
 def _point_rows(conn: Conn, month: Month, book: PolicyBook, points: Sequence[PointPlace],
                 days: Sequence[date]) -> list[PointRow]:
-    """Per (point, outcome, category): taps and amount, over the given consecutive days of the month."""
-    versions, counted = _run(conn, month, book, points, days, _POINT_COUNTS)
+    """Per (point, outcome, category): taps and amount, over the given consecutive days of the month.
+
+    One _cx for all the days; the taps are read in groups of days small enough to be sorted in memory
+    (exact: the rules that link taps work within one local day, and the registered categories of a day
+    are the same whichever span of days around it _cx was made for)."""
+    versions, params = _prepare(conn, month, book, points, days)
+    query = _query(book, month, versions, _POINT_COUNTS)
+    groups = _day_groups(conn, days, book)
+    if _estimate(conn, groups[0], book) >= JIT_MIN_TAPS:
+        conn.execute("SET LOCAL jit = on")
+    counted: list[tuple[Any, ...]] = []
+    for group in groups:
+        start, end = _bounds(group, book)
+        params.update({"tz": book.timezone, "start": start, "end": end})
+        with conn.cursor(binary=True) as cur:
+            cur.execute(query, params, prepare=False)
+            counted += cur.fetchall()
     merged: dict[tuple[str, ExclusionReason | None, Category | None], list[Any]] = {}
     for point, outcome, vi, best, meal, n in counted:
         if outcome:

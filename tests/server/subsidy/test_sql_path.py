@@ -117,3 +117,24 @@ def test_a_stored_sql_run_split_by_days_equals_one_on_a_single_connection(tsdb_d
     out = io.StringIO()
     assert main(["--dsn", tsdb_dsn, "settle", "2033-02", "--sql"], stdout=out, stderr=io.StringIO()) == 0
     assert f"{one.county.taps} taps, {one.county.meals} meals, {one.county.amount_due} yuan due" in out.getvalue()
+
+
+def test_reading_the_month_in_groups_of_days_equals_one_read(tsdb_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.subsidy import sql
+
+    from .dbcounty import build, commit
+
+    month = Month(2033, 3)
+    commit(tsdb_dsn, build(month, seed=9))
+    book = BOOKS[1]
+    with psycopg.connect(tsdb_dsn) as conn:
+        points = repository.load_points(conn)
+        whole = settle_sql(conn, month, book, points)
+        conn.rollback()
+        monkeypatch.setattr(sql, "MAX_TAPS_PER_QUERY", 0)  # one day per query
+        assert sql._day_groups(conn, month.days(), book) == [[d] for d in month.days()]
+        grouped = settle_sql(conn, month, book, points)
+        conn.rollback()
+    split = settle_sql_parallel(tsdb_dsn, month, book, points, workers=2)
+    assert grouped.totals == whole.totals == split.totals
+    assert whole.county.meals > 50 and whole.county.excluded_taps > 0
