@@ -2,31 +2,38 @@
 with background telemetry through the same broker and a running ingest worker.
 
     python -m bench.alerts [--trials N] [--interval S] [--background-rate R] [--publishers P]
+                           [--shared-broker] [--keep-db]
 
 Progress goes to stderr; the LAST line on stdout is one JSON object: p50_ms, p99_ms (target ≤ 300),
 max_ms, broker_only_p50_ms / broker_only_p99_ms (baseline: the same events at a bare subscriber),
 background_msgs_per_s (measured: telemetry messages the broker acknowledged per second while
-trials ran), ingest_rows_per_s (telemetry rows the ingest worker stored over the same span, other
-traffic on the shared broker and catch-up included), missed
-(trials with no request within the deadline; target 0), trials, load_average.
+trials ran), ingest_rows_per_s (telemetry rows the ingest worker stored over the same span,
+catch-up included), missed (trials with no request within the deadline; target 0), trials, broker,
+load_average.
 
-Method. A scratch database is created and migrated; the meal point under test gets a broker account
-of its own and a caregiver whose first channel is a WeCom robot pointed at a local HTTP stand-in.
-`python -m server.ingest.worker` and `python -m server.alerts.worker` run as separate processes on
-every point ("+"), so the alert worker takes the whole background stream as it would in the county.
-P publisher processes send single-reading telemetry (QoS 1, normal values) for 200 other points at R
-messages/s in all. Once the background runs, each trial publishes, with the point's own account, one
-contract SafetyEvent (gas alarm) for a new device, so each trial opens a new alert and one first
-notification. Latency = arrival time at the stand-in − time just before publish (same clock).
+Method. A scratch database is created and migrated, and an empty broker is started for the run from
+deploy/native/mosquitto.sh (port 18832, same configuration and server account; --shared-broker uses
+the shared one on 18830 instead, with every persistent session it keeps). The meal point under test
+gets a broker account of its own and a caregiver whose first channel is a WeCom robot pointed at a
+local HTTP stand-in. `python -m server.ingest.worker` and `python -m server.alerts.worker` run as
+separate processes on every point ("+"), so the alert worker takes the whole background stream as it
+would in the county. P publisher processes send single-reading telemetry (QoS 1, normal values) for
+200 other points at R messages/s in all, as bare MQTT packets on a plain socket (a Python MQTT client
+spent half a core of the two generating the load); only messages the broker acknowledged count.
+Once the background runs, each trial publishes, with the point's own account, one contract
+SafetyEvent (gas alarm) for a new device, so each trial opens a new alert and one first notification.
+Latency = arrival time at the stand-in − time just before publish (same clock).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import secrets
+import socket
 import statistics
 import subprocess
 import sys
@@ -55,6 +62,7 @@ DEPLOY = ROOT / "deploy" / "native"
 ROBOT_KEY = "bench-robot"
 BACKGROUND_POINTS = 200
 DEADLINE_SECONDS = 10.0
+BENCH_MQTT_PORT = 18832
 START_TIMEOUT_SECONDS = 60.0
 
 
@@ -121,27 +129,112 @@ def _client(host: str, port: int, user: str, password: str, name: str) -> mqtt.C
     return client
 
 
+class _RawPublisher:
+    """A bare MQTT 3.1.1 QoS 1 publisher on a plain socket, for the background load only.
+
+    paho spends tens of microseconds of Python per message; at 5,000 messages/s that load generator
+    took about half a core of the two the system under test shares. This one writes ready-made PUBLISH
+    packets in batches and a reader thread counts the broker's PUBACKs, so the figures count messages the
+    broker really took (QoS 1, acknowledged) while the CPU goes to the broker, ingest and alert worker.
+    """
+
+    def __init__(self, host: str, port: int, user: str, password: str, client_id: str) -> None:
+        self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        fields = b"".join(_mqtt_str(x.encode()) for x in (client_id, user, password))
+        # protocol "MQTT" level 4; flags: user name, password, clean session; keep alive 0 (off)
+        self.sock.sendall(_mqtt_packet(0x10, _mqtt_str(b"MQTT") + bytes([4, 0xC2, 0, 0]) + fields))
+        connack = self._read_exact(4)
+        if connack[0] != 0x20 or connack[3] != 0:
+            raise RuntimeError(f"broker refused the background publisher: {connack!r}")
+        self.acked = 0
+        self.sent = 0
+        self._next_id = 0
+        self._reader = threading.Thread(target=self._read_acks, daemon=True)
+        self._reader.start()
+
+    def _read_exact(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = self.sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            out += chunk
+        return out
+
+    def _read_acks(self) -> None:
+        buf = b""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return
+                buf += chunk
+                at = 0
+                while len(buf) - at >= 2:
+                    length, used = _mqtt_varint(buf, at + 1)
+                    if used == 0 or len(buf) - at < 1 + used + length:
+                        break
+                    if buf[at] >> 4 == 4:  # PUBACK
+                        self.acked += 1
+                    at += 1 + used + length
+                buf = buf[at:]
+        except OSError:
+            return
+
+    def publish_many(self, messages: list[tuple[bytes, bytes]]) -> None:
+        """Send (topic, payload) pairs as QoS 1 PUBLISH packets in one write."""
+        packets = []
+        for topic, payload in messages:
+            self._next_id = self._next_id % 65535 + 1
+            packets.append(_mqtt_packet(0x32, _mqtt_str(topic) + self._next_id.to_bytes(2, "big") + payload))
+        self.sock.sendall(b"".join(packets))
+        self.sent += len(messages)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendall(b"\xe0\x00")  # DISCONNECT
+        self.sock.close()
+
+
+def _mqtt_str(b: bytes) -> bytes:
+    return len(b).to_bytes(2, "big") + b
+
+
+def _mqtt_packet(first: int, body: bytes) -> bytes:
+    n, out = len(body), bytearray([first])
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out) + body
+
+
+def _mqtt_varint(buf: bytes, at: int) -> tuple[int, int]:
+    """(value, bytes used) of the remaining-length field at `at`; used 0 when incomplete."""
+    value, shift = 0, 0
+    for i in range(4):
+        if at + i >= len(buf):
+            return 0, 0
+        value |= (buf[at + i] & 0x7F) << shift
+        if not buf[at + i] & 0x80:
+            return value, i + 1
+        shift += 7
+    raise ValueError("malformed remaining length")
+
+
 def _background(args: tuple[str, int, str, str, list[str], float, float, str]) -> tuple[int, float]:
     """Publisher process: single-reading telemetry at `rate`/s until `until` (epoch); returns (acked, seconds)."""
     host, port, user, password, points, rate, until, tag = args
-    client = _client(host, port, user, password, f"bench-bg-{tag}")
-    acked = 0
-    lock = threading.Lock()
-
-    def on_publish(c: Any, u: Any, mid: int, rc: Any, p: Any) -> None:
-        nonlocal acked
-        with lock:
-            acked += 1
-
-    client.on_publish = on_publish
+    client = _RawPublisher(host, port, user, password, f"bench-bg-{tag}")
     start = time.time()
-    sent = 0
     seq = 0
     # Payloads are encoded once per point and only the sequence number and time are swapped in, so the
     # publishers spend their CPU on publishing (the contract model checks the template).
     templates = {p: TelemetryEvent(point=p, device="meter1", seq=999999999, ts=datetime(2026, 1, 1, tzinfo=UTC),
                                    clock_synced=True, readings=[Reading(ch="voltage", unit="V", v=220.5)]).to_bytes()
                  for p in points}
+    topics = {p: f"yangyi/v1/{p}/meter1/telemetry".encode() for p in points}
     stamp = b"2026-01-01T00:00:00Z"
     while True:
         now = time.time()
@@ -149,18 +242,18 @@ def _background(args: tuple[str, int, str, str, list[str], float, float, str]) -
             break
         due = int((now - start) * rate)
         ts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
-        while sent < due:
-            point = points[sent % len(points)]
+        batch: list[tuple[bytes, bytes]] = []
+        while client.sent + len(batch) < due:
+            point = points[(client.sent + len(batch)) % len(points)]
             seq += 1
-            body = templates[point].replace(b"999999999", str(seq).encode()).replace(stamp, ts)
-            client.publish(f"yangyi/v1/{point}/meter1/telemetry", body, qos=1)
-            sent += 1
+            batch.append((topics[point], templates[point].replace(b"999999999", str(seq).encode()).replace(stamp, ts)))
+        if batch:
+            client.publish_many(batch)
         time.sleep(0.005)
     elapsed = time.time() - start
     time.sleep(1.0)  # let the last PUBACKs arrive
-    client.disconnect()
-    client.loop_stop()
-    return acked, elapsed
+    client.close()
+    return client.acked, elapsed
 
 
 def _broker_probe(m: MqttSettings, point: str) -> dict[str, float]:
@@ -181,6 +274,31 @@ def _broker_probe(m: MqttSettings, point: str) -> dict[str, float]:
     client.subscribe(f"yangyi/v1/{point}/+/safety", qos=1)
     ready.wait(10)
     return seen
+
+
+def start_own_broker(port: int) -> Path:
+    """Start an empty broker for this run from deploy/native/mosquitto.sh (same config, same server account).
+
+    The shared broker (18830) keeps the persistent sessions of every worker that ever ran against it;
+    one nobody resumes queues every message the bench publishes (7 days, up to 1 GiB each), and Mosquitto
+    writes its whole store to disk every 30 s on its only thread, stalling every client while it does.
+    """
+    state = Path(os.environ.get("YANGYI_STATE_DIR", "/var/lib/yangyi"))
+    os.environ["YANGYI_MQTT_PORT"] = str(port)
+    os.environ["YANGYI_MQTT_DIR"] = str(state / f"mosquitto-bench-{port}")
+    _mosquitto("stop")
+    subprocess.run(["rm", "-rf", os.environ["YANGYI_MQTT_DIR"]], check=True)
+    _mosquitto("install")
+    return Path(os.environ["YANGYI_MQTT_DIR"])
+
+
+def stop_own_broker(directory: Path) -> None:
+    _mosquitto("stop")
+    subprocess.run(["rm", "-rf", str(directory)], check=False)
+
+
+def _mosquitto(*args: str) -> None:
+    subprocess.run(["bash", str(DEPLOY / "mosquitto.sh"), *args], check=True, capture_output=True)
 
 
 def add_point_account(point: str) -> str:
@@ -223,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of background before the trials")
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument("--shared-broker", action="store_true",
+                        help="use the shared broker (18830, with whatever sessions it keeps) instead of an empty one")
     args = parser.parse_args(argv)
+    own_broker = None if args.shared_broker else start_own_broker(BENCH_MQTT_PORT)
 
     run = uuid.uuid4().hex[:8]
     admin = admin_dsn()
@@ -250,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     config = workdir / "alerts.yaml"
     config.write_text(yaml.safe_dump({"channels": {"wecom": {"robots": {"grp": stand_in.url}}}}))
     m = MqttSettings()
+    progress(f"broker {m.host}:{m.port} ({'shared' if own_broker is None else 'empty, this run only'})")
     point_password = add_point_account(point)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "YANGYI_DB_DSN": dsn, "YANGYI_MQTT_SESSION_EXPIRY_S": "600"}
     ingest_id, alerts_id = f"bench-ingest-{run}", f"bench-alerts-{run}"
@@ -323,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             "ingest_rows_per_s": round((rows_end - rows_start) / (t_rows1 - t_rows0), 1),
             "missed": missed,
             "trials": args.trials,
+            "broker": "shared" if own_broker is None else "empty, this run only",
             "load_average": loadavg(),
         }
         progress(f"latencies ms: p50 {result['p50_ms']} p99 {result['p99_ms']} max {result['max_ms']}"
@@ -336,8 +459,10 @@ def main(argv: list[str] | None = None) -> int:
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
-        end_session(m, ingest_id)
-        end_session(m, alerts_id)
+        for client_id in (ingest_id, alerts_id, f"{alerts_id}-safety"):
+            end_session(m, client_id)
+        if own_broker is not None:
+            stop_own_broker(own_broker)
         stand_in.server.shutdown()
         if not args.keep_db:
             drop_database(admin, db_name)
