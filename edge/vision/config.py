@@ -88,8 +88,22 @@ class BlobConfig(Strict):
         default=0.25, gt=0, le=1, description="One person's length along the walking direction as seen by the "
         "camera (head to feet or to a walking frame), fraction of the shorter side",
     )
-    split_at: float = Field(default=1.45, ge=1.0, description="Blobs wider than this many person widths are split")
-    max_split: int = Field(default=4, ge=1, le=8)
+    split_at: float = Field(
+        default=1.45, ge=1.0, description="Blobs wider than this many person widths, or longer than this many "
+        "person lengths, are split",
+    )
+    max_split: int = Field(default=4, ge=1, le=8, description="Most people side by side in one blob")
+    queue_gap: float = Field(
+        default=0.5, gt=0, le=2, description="Closest two people walking nose to tail can be, torso to torso, "
+        "in person lengths: peaks of a long blob's width profile nearer than this are one person",
+    )
+    queue_valley: float = Field(
+        default=0.85, gt=0, lt=1, description="A long blob is cut between two width peaks only where it narrows "
+        "to this fraction of the lower peak (legs meeting the next head)",
+    )
+    queue_smooth: float = Field(
+        default=0.1, ge=0, le=0.5, description="Width profile smoothing window, in person lengths",
+    )
 
 
 class TrackerConfig(Strict):

@@ -11,9 +11,16 @@ Entrance mode (PeopleCounter), per frame:
      grey floor); clearly darker ones are cast shadows and dropped;
   5. opening, then a closing kernel elongated along the walking direction (joins head, torso and
      legs without joining people side by side), connected components;
-  6. a blob too big for one person is shared out between the tracks predicted inside it (people who
-     merged), or else cut into person-sized cells across and along the line (people who came in
-     together, abreast or nose to tail);
+  6. a blob too big for one person is split. One longer than a person along the walking direction is
+     a queue, nose to tail: its width profile along the walk peaks at every torso and narrows where
+     one person's legs meet the next one's head, so it is cut at the narrowings between peaks at
+     least `queue_gap` person lengths apart (and a stretch with no narrowing, such as a walking frame
+     pushed into the back of the one ahead, into as many person lengths as it holds). Each piece,
+     or a blob that is only too wide, is cut across the line into person-width strips when its
+     widest row (not its box: queues sway) holds people side by side. A blob that is only too wide
+     is instead shared out between the tracks predicted inside it when there are no more of them
+     than strips (people who were apart and merged). A queue is never shared out between tracks:
+     a newcomer joining it has no track yet and would be swallowed by the nearest one;
   7. greedy centroid association with gating around constant-velocity predictions; a track unseen
      for `max_missed_s`, or last seen at the frame edge heading out, is dropped.
 A track counts when its committed side of the line changes; it commits to a side only once it is
@@ -27,6 +34,7 @@ Nothing here reads a camera, a clock or a file: the capture loop feeds it.
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -258,6 +266,7 @@ class PeopleCounter:
         n, labels, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=8)
         out: list[Detection] = []
         ux, uy = float(self._along[0]), float(self._along[1])
+        nx, ny = float(self._normal[0]), float(self._normal[1])
         b = self.config.blobs
         fresh = 2.5 / self.config.fps
         preds = [tr.predict(t) for tr in self.tracks if t - tr.t <= fresh]
@@ -270,34 +279,47 @@ class PeopleCounter:
             depth = abs(w * uy) + abs(h * ux)  # extent along the walking direction
             wide = extent >= b.split_at * self._person_px
             long = depth >= b.split_at * self._length_px
-            k = min(b.max_split, max(2, round(extent / self._person_px))) if wide else 1
-            k_depth = min(b.max_split, max(2, round(depth / self._length_px))) if long else 1
-            # Only a blob too big for one person may be shared out between tracks; otherwise two
-            # tracks on one person would keep each other alive.
-            inside = [(px, py) for px, py in preds if x <= px < x + w and y <= py < y + h] if wide or long else []
-            if len(inside) < 2 and k == 1 and k_depth == 1:
+            if not wide and not long:
                 out.append(Detection(float(cents[i][0]), float(cents[i][1]), area, box))
                 continue
             ys, xs = np.nonzero(labels[y:y + h, x:x + w] == i)
             xs = xs + x
             ys = ys + y
-            if 2 <= len(inside) <= k * k_depth:
+            across = xs * ux + ys * uy
+            cells: list[np.ndarray] = []
+            if long:
+                # People nose to tail: one segment per torso found in the width profile along the walk.
+                # Whether a segment holds people side by side is judged row by row (the widest row),
+                # not by its bounding box: a queue sways from side to side without anyone abreast.
+                pos = np.floor(xs * nx + ys * ny).astype(np.intp)
+                pos -= int(pos.min())
+                segs, spans = _queue_segments(pos, across, self._length_px, b)
+            else:
+                segs, spans = [np.arange(len(xs))], [float(extent)]
+            for seg, span in zip(segs, spans, strict=True):
+                if len(seg) < self._min_area_px:
+                    continue  # a sliver, not a person
+                abreast = span >= b.split_at * self._person_px
+                k = min(b.max_split, max(2, round(span / self._person_px))) if abreast else 1
+                cols = _strips(across[seg], k)  # side by side: person-sized strips across the walk
+                for c in range(k):
+                    cell = seg[cols == c]
+                    if len(cell) * k >= len(seg) * 0.3:
+                        cells.append(cell)
+            # Only a blob too big for one person may be shared out between tracks; otherwise two
+            # tracks on one person would keep each other alive. A queue is cut by its shape alone: a
+            # newcomer joining it has no track yet, and handing his pixels to the nearest track would
+            # hide him (and a track left over from a merge would pull its neighbour's pixels).
+            inside = [(px, py) for px, py in preds if x <= px < x + w and y <= py < y + h]
+            if not long and 2 <= len(inside) <= len(cells):
                 # People who were apart and have merged: give each pixel to the nearest track.
                 centres = np.array(inside, np.float32)
                 d2 = (xs[:, None] - centres[None, :, 0]) ** 2 + (ys[:, None] - centres[None, :, 1]) ** 2
                 part = np.argmin(d2, axis=1)
-                parts = len(inside)
-            else:
-                # People who arrived together: cut the blob into a grid of person-sized cells, across
-                # the line for people side by side and along it for a queue walking nose to tail.
-                part = _strips(xs * ux + ys * uy, k) * k_depth + _strips(xs * uy - ys * ux, k_depth)
-                parts = k * k_depth
-            for j in range(parts):
-                sel = part == j
-                cnt = int(sel.sum())
-                if cnt * parts < area * 0.3:  # a sliver, not a person
-                    continue
-                out.append(Detection(float(xs[sel].mean()), float(ys[sel].mean()), cnt, box))
+                cells = [np.flatnonzero(part == j) for j in range(len(inside))]
+                cells = [c for c in cells if len(c) * len(inside) >= area * 0.3]
+            for cell in cells:
+                out.append(Detection(float(xs[cell].mean()), float(ys[cell].mean()), len(cell), box))
         return out
 
     def _track(self, dets: list[Detection], t: float) -> list[Crossing]:
@@ -363,6 +385,66 @@ class PeopleCounter:
         self.exits += 1
         tr.counted -= 1
         return Crossing(t, Direction.OUT, tr.id)
+
+
+def _queue_segments(pos: np.ndarray, across: np.ndarray, length_px: float,
+                    b: BlobConfig) -> tuple[list[np.ndarray], list[float]]:
+    """Cut a blob into people walking nose to tail; return each one's pixel indices and widest row.
+
+    `pos` is each pixel's whole-pixel position along the walking direction (from 0), `across` its
+    position along the line. The blob's width at each position (its profile) peaks at every torso and
+    narrows where one person's legs meet the next one's head: peaks at least `queue_gap` person lengths
+    apart whose valley between them is below `queue_valley` times the lower peak are separate people,
+    and the cut goes through the valley.
+    """
+    count = np.bincount(pos)
+    n = len(count)
+    lo = np.full(n, np.inf)
+    hi = np.full(n, -np.inf)
+    np.minimum.at(lo, pos, across)
+    np.maximum.at(hi, pos, across)
+    row_span = np.where(count > 0, hi - lo + 1.0, 0.0)
+    win = max(1, round(b.queue_smooth * length_px))
+    prof = count.astype(np.float64)
+    if win > 1:
+        prof = np.convolve(prof, np.ones(win) / win, mode="same")
+    gap = max(2, round(b.queue_gap * length_px))
+    # Local maxima over +-gap/2, tallest first, none closer than `gap` to a taller one.
+    half = gap // 2
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(prof, half), 2 * half + 1)
+    cand = np.flatnonzero((prof >= windows.max(axis=1)) & (prof > 0))
+    peaks: list[int] = []
+    for c in sorted(cand.tolist(), key=lambda j: -prof[j]):
+        if all(abs(c - p) >= gap for p in peaks):
+            peaks.append(c)
+    peaks.sort()
+    # Merge neighbours without a clear narrowing between them (one person's head and torso).
+    kept = peaks[:1]
+    cuts = [0]
+    for p in peaks[1:]:
+        q = kept[-1]
+        v = q + int(np.argmin(prof[q:p + 1]))
+        if prof[v] <= b.queue_valley * min(prof[q], prof[p]):
+            kept.append(p)
+            cuts.append(v)
+        elif prof[p] > prof[q]:
+            kept[-1] = p
+    cuts.append(n)
+    # A stretch with no narrowing yet longer than one person (a walking frame pushed into the back of
+    # the one ahead fills the gap) is cut into person-length pieces, as many as its length holds.
+    fine = [0]
+    for a, z in itertools.pairwise(cuts):
+        nz = np.flatnonzero(count[a:z])
+        depth = float(nz[-1] - nz[0] + 1) if len(nz) else 0.0
+        k = min(b.max_split, max(2, round(depth / length_px))) if depth >= b.split_at * length_px else 1
+        fine += [a + int(nz[0]) + round(depth * j / k) for j in range(1, k)] + [z]
+    cuts = fine
+    seg_of = np.searchsorted(np.array(cuts[1:-1]), pos, side="right")
+    order = np.argsort(seg_of, kind="stable")
+    bounds = np.searchsorted(seg_of[order], np.arange(len(cuts)))
+    segs = [order[bounds[j]:bounds[j + 1]] for j in range(len(cuts) - 1)]
+    spans = [float(row_span[cuts[j]:cuts[j + 1]].max()) for j in range(len(cuts) - 1)]
+    return segs, spans
 
 
 def _strips(proj: np.ndarray, k: int) -> np.ndarray:

@@ -492,6 +492,33 @@ def small_children(seed: int = 15) -> Scenario:
 STRESS = (three_abreast, tailgating, dim_and_noisy, crossing_flows, small_children)
 
 
+# ---- more queues: the queue of the stress set seen other ways, so a fix is not fitted to one scene ----
+
+
+def queue_out(seed: int = 16) -> Scenario:
+    c = _Cast(np.random.default_rng(seed))
+    t = 1.5
+    for _ in range(12):
+        c.walk(t, float(c.rng.uniform(0.42, 0.58)), -1)
+        t += float(c.rng.uniform(0.5, 0.8))  # leaving after the meal, nose to tail
+    return Scenario("queue_out", "a queue walking out nose to tail", tuple(c.people), t + 5.0, seed=seed)
+
+
+def slow_queue(seed: int = 17) -> Scenario:
+    c = _Cast(np.random.default_rng(seed))
+    t = 1.5
+    speed = 0.14  # everyone at the pace of the slowest, so nobody overtakes
+    for _ in range(8):
+        aid = (Aid.NONE, Aid.CANE, Aid.WALKER)[int(c.rng.integers(3))]
+        c.walk(t, float(c.rng.uniform(0.44, 0.56)), +1, speed=speed, aid=aid, step_hz=1.0)
+        t += float(c.rng.uniform(1.2, 1.8))  # 0.17 to 0.25 of the frame apart, as in the brisk queue
+    return Scenario("slow_queue", "elders with canes and walking frames queuing in nose to tail",
+                    tuple(c.people), t + (OFF_BOTTOM - OFF_TOP) / speed, seed=seed)
+
+
+QUEUES = (tailgating, queue_out, slow_queue)
+
+
 def standard_set(seeds: Sequence[int] = (0,), makers: Sequence[Any] = SCENARIOS) -> list[Scenario]:
     """Return every scenario once per seed offset (offset 0 is the canonical scene)."""
     out = []

@@ -183,3 +183,62 @@ def test_blob_splitting_follows_person_size_across_and_along_the_line():
     assert len(queue) == 2 and abs(queue[0].x - queue[1].x) < 1 and abs(queue[0].y - queue[1].y) > 50
     small = counter._detect(_blobs((10, 10, 8, 8)), 0.0)  # below min_area: noise
     assert small == []
+
+
+def _queue_mask(centres_y: list[int], xs: list[int] | None = None, walker: bool = False) -> np.ndarray:
+    """People seen from above walking down the image, nose to tail: a 46 px torso with a narrow head
+    above and legs below, each overlapping the next person's head so the whole queue is one blob."""
+    import cv2
+
+    mask = np.zeros((240, 320), np.uint8)
+    for i, cy in enumerate(centres_y):
+        cx = xs[i] if xs else 160
+        cv2.ellipse(mask, (cx, cy), (23, 14), 0, 0, 360, 255, -1)  # torso and arms
+        cv2.circle(mask, (cx, cy - 16), 9, 255, -1)  # head
+        cv2.ellipse(mask, (cx, cy + 16), (13, 10), 0, 0, 360, 255, -1)  # legs
+        if walker:
+            cv2.rectangle(mask, (cx - 25, cy + 14), (cx + 25, cy + 36), 255, -1)  # frame, closed to a block
+    return mask
+
+
+def test_a_queue_is_cut_where_it_narrows_between_torsos():
+    counter = PeopleCounter(CounterConfig())  # a person is at most 60 px long at 320x240
+    # Three people 42 px apart make one 126 px blob: a cut by length alone would find two.
+    dets = counter._detect(_queue_mask([70, 112, 154]), 0.0)
+    assert len(dets) == 3
+    assert [round(d.y) for d in sorted(dets, key=lambda d: d.y)] == pytest.approx([70, 112, 154], abs=6)
+    assert all(abs(d.x - 160) < 2 for d in dets)
+
+
+def test_a_queue_swaying_side_to_side_is_not_taken_for_people_abreast():
+    counter = PeopleCounter(CounterConfig())
+    # One blob whose box is 87 px wide (more than 1.45 person widths), yet no row holds two people:
+    # cut as a grid by its box it would make four half-people.
+    dets = sorted(counter._detect(_queue_mask([70, 112, 154], xs=[140, 160, 180]), 0.0), key=lambda d: d.y)
+    assert len(dets) == 3
+    assert [(round(d.x), round(d.y)) for d in dets] == [(pytest.approx(x, abs=4), pytest.approx(y, abs=6))
+                                                        for x, y in ((140, 70), (160, 112), (180, 154))]
+
+
+def test_a_queue_without_a_narrowing_is_still_cut_by_its_length():
+    counter = PeopleCounter(CounterConfig())
+    # Walking frames pushed into the back of the one ahead fill every gap: no valley in the profile.
+    dets = counter._detect(_queue_mask([60, 110, 160], walker=True), 0.0)
+    assert len(dets) == 3
+    assert len(counter._detect(_queue_mask([100]), 0.0)) == 1  # one person is never cut
+
+
+@pytest.mark.parametrize("make", synth.QUEUES, ids=lambda m: m.__name__)
+def test_queues_nose_to_tail_count_exactly(make):
+    # Counted at the default 320x240: at a quarter of that a queue's necks are two pixels wide.
+    sc = make()
+    res = run_scenario(sc, sc.counter_config(), 320, 240)
+    assert (res.entries, res.exits) == (sc.true_entries, sc.true_exits), res
+
+
+def test_queue_config_is_validated():
+    with pytest.raises(ValidationError):
+        CounterConfig.model_validate({"blobs": {"queue_valley": 1.0}})
+    with pytest.raises(ValidationError):
+        CounterConfig.model_validate({"blobs": {"queue_gap": 0}})
+    assert CounterConfig().blobs.queue_gap == 0.5
