@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from server.subsidy import repository, service
 from server.subsidy.cli import main
-from server.subsidy.policy import Category
+from server.subsidy.policy import Category, parse_policies
 from server.subsidy.records import Month
 from server.subsidy.settlement import settle
 from server.subsidy.sql import outcomes, settle_sql, settle_sql_parallel
@@ -78,6 +78,35 @@ def test_database_paths_equal_the_reference(db: psycopg.Connection[Any], data: s
     prefix = uuid.uuid4().hex[:6].upper()
     month = data.draw(months(prefix=prefix, max_taps=200))
     _settle_three_ways(db, month, book_index, prefix)
+
+
+# Policies that start inside June (days 1-9 under none) or after it (no version in force at all).
+LATE_BOOKS = [
+    parse_policies(POLICY_YAML.replace("effective_from: 2024-01-01", "effective_from: 2024-06-10")),
+    parse_policies(POLICY_YAML.replace("effective_from: 2024-01-01", "effective_from: 2024-07-01")
+                   .replace("effective_from: 2024-06-15", "effective_from: 2024-07-15")),
+]
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data(), book_index=st.integers(0, 1))
+def test_days_without_a_policy_in_the_database_paths(db: psycopg.Connection[Any], data: st.DataObject,
+                                                      book_index: int) -> None:
+    prefix = uuid.uuid4().hex[:6].upper()
+    month = data.draw(months(prefix=prefix, max_taps=120))
+    book = LATE_BOOKS[book_index]
+    with db.transaction(force_rollback=True):
+        insert_month(db, month.points, month.elders, month.bindings, month.taps, tag=prefix)
+        points = repository.load_points(db)
+        expected = reference(month.taps, month.bindings, month.elders, month.points, book)
+        by_sql = outcomes(db, JUNE, book, points)
+        assert {k: (str(o.reason) if o.reason else "counted", o.category, o.amount)
+                for k, o in by_sql.items()} == expected
+        elders = repository.load_elders(db, [e.elder_id for e in month.elders])
+        pure = settle(JUNE, taps=repository.load_taps(db, JUNE, book), bindings=repository.load_bindings(db, elders),
+                      elders=elders, points=points, policies=book)
+        assert settle_sql(db, JUNE, book, points).totals == pure.totals
 
 
 def test_the_day_split_parallel_path_equals_the_single_query(tsdb_dsn: str) -> None:
