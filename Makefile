@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEPLOY := deploy/native
 
-.PHONY: run stop test install services browser migrate lint asyncapi bench-ingest bench-checkin bench-safety bench-alerts bench-settlement bench-vision bench-dashboard
+.PHONY: run stop test install services scratch-broker browser migrate lint asyncapi bench-ingest bench-checkin bench-safety bench-alerts bench-settlement bench-vision bench-dashboard
 
 install:
 	bash $(DEPLOY)/bootstrap.sh
@@ -12,6 +12,14 @@ install:
 services: install
 	bash $(DEPLOY)/mosquitto.sh install
 	bash $(DEPLOY)/timescaledb.sh install
+
+# Benchmarks that publish through a shared broker use a scratch one (same script and configuration,
+# port 18831, the test suite's), never make run's: their traffic would otherwise queue in make run's
+# persistent sessions. bench-alerts starts an empty broker of its own; bench-checkin runs private ones.
+SCRATCH_BROKER := YANGYI_MQTT_PORT=18831 YANGYI_MQTT_DIR=$${YANGYI_STATE_DIR:-/var/lib/yangyi}/mosquitto-test
+
+scratch-broker: services
+	$(SCRATCH_BROKER) bash $(DEPLOY)/mosquitto.sh install
 
 migrate: services
 	$(VENV)/bin/yangyi-migrate --dsn "$$(bash $(DEPLOY)/timescaledb.sh dsn)"
@@ -37,14 +45,14 @@ lint: install
 asyncapi: install
 	$(VENV)/bin/yangyi-asyncapi --output docs/asyncapi.yaml
 
-bench-ingest: migrate
-	$(PY) -m bench.ingest
+bench-ingest: migrate scratch-broker
+	$(SCRATCH_BROKER) $(PY) -m bench.ingest
 
 bench-checkin: migrate
 	$(PY) -m bench.checkin
 
-bench-safety: install
-	$(PY) -m bench.safety
+bench-safety: scratch-broker
+	$(SCRATCH_BROKER) $(PY) -m bench.safety
 
 bench-alerts: migrate
 	$(PY) -m bench.alerts

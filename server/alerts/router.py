@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
+import anyio
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, StreamingResponse
@@ -165,7 +166,10 @@ async def _stream(request: Request, api: AlertApi, points: list[str] | None, per
     finally:
         feed.unsubscribe(sub)
         if persons:
-            await run_in_threadpool(drop)
+            # A stream ends by cancellation when its client goes: shield the clean-up from it, or the
+            # person would count as present (for the in-app channel) until the presence window ran out.
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(drop)
 
 
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -45,7 +45,7 @@ XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.s
 HEADER_ROWS = 2
 STATE_ZH = {"open": "未确认", "acknowledged": "已确认", "resolved": "已解除"}
 EVENT_ZH = {"opened": "报警产生", "severity_changed": "级别变化", "acknowledged": "确认", "cleared": "条件消失",
-            "recurred": "再次出现", "confirmed": "现场确认", "resolved": "解除"}
+            "recurred": "再次出现", "confirmed": "现场确认", "resolved": "解除", "corroborated": "平台规则印证"}
 RECTIFICATION_ZH = {"fixed_at_once": "立即整改", "deadline": "限期整改"}
 ROLE_ZH = {"caregiver": "护理员", "village_officer": "村安全员", "township_officer": "乡镇负责人",
            "bureau_admin": "民政局管理员", "bureau_viewer": "民政局"}

@@ -253,6 +253,7 @@ TEXT: Mapping[str, tuple[str, str]] = {
     "event.recurred": ("再次发生", "Recurred"),
     "event.confirmed": ("现场确认", "Confirmed on site"),
     "event.resolved": ("已解除", "Resolved"),
+    "event.corroborated": ("平台规则印证", "Corroborated by the server's rule"),
 }
 
 

@@ -149,3 +149,15 @@ def test_every_text_has_both_languages() -> None:
     assert text("nav.alerts", Lang.ZH) == "告警" and text("nav.alerts", Lang.EN) == "Alerts"
     assert text("no.such.key", Lang.EN) == "no.such.key"
     assert pick_lang(None, None) is Lang.ZH and pick_lang("en", "zh") is Lang.EN and pick_lang("xx", "en") is Lang.EN
+
+
+def test_every_alert_event_and_state_has_a_label() -> None:
+    """A new kind of timeline event must get its words on the pages and in the ledger workbook."""
+    from server.alerts.lifecycle import AlertState, EventKind
+    from server.ledger.export import EVENT_ZH, STATE_ZH
+
+    for kind in EventKind:
+        assert f"event.{kind.value}" in TEXT, kind
+        assert kind.value in EVENT_ZH, kind
+    for state in AlertState:
+        assert state.value in STATE_ZH, state

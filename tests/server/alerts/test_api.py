@@ -234,3 +234,53 @@ def test_server_sent_events_carry_changes_written_by_another_process(tsdb_dsn: s
     assert len(seen) == 2, seen
     assert '"events":["opened"]' in seen[0] and f'"point_id":"{p}"' in seen[0]
     assert '"severity":"critical"' in seen[1]
+
+
+def test_an_open_stream_makes_its_user_present_and_closing_it_ends_that(tsdb_dsn: str, served: str,
+                                                                        point: dict[str, Any]) -> None:
+    """The in-app channel counts a person reachable only while one of their streams is open; the
+    presence row must go when the client goes (the stream ends by cancellation then)."""
+    from server.auth.schemas import UserCreate
+    from server.auth.service import AuthService
+    from server.auth.settings import AuthSettings
+
+    p = point["id"]
+    name = f"carer{p[-6:]}"
+    with db(tsdb_dsn) as conn:
+        user = AuthService(AuthSettings()).create_user(conn, UserCreate.model_validate(
+            {"username": name, "password": "长城长城长城2026", "display_name": "护理员", "role": "caregiver",
+             "point_ids": [p]}), "tests", datetime.now(UTC))  # the new user id
+        row = conn.execute("INSERT INTO alert_contacts (name, role, user_id) VALUES ('护理员', 'caregiver', %s)"
+                           " RETURNING id", (user,)).fetchone()
+        conn.commit()
+    assert row is not None
+    person = str(row[0])
+
+    def sessions() -> int:
+        with db(tsdb_dsn) as conn:
+            found = conn.execute("SELECT count(*) FROM alert_inapp_sessions WHERE person_id = %s", (person,)).fetchone()
+        return int(found[0]) if found else 0
+
+    ready, stop = threading.Event(), threading.Event()
+
+    def read() -> None:
+        with httpx.Client(base_url=served, timeout=15) as web:
+            r = web.post("/api/v1/auth/login", json={"username": name, "password": "长城长城长城2026"})
+            assert r.status_code == 200, r.text
+            with web.stream("GET", f"/api/v1/points/{p}/alerts/stream") as s:
+                for line in s.iter_lines():
+                    if line.startswith(": connected"):
+                        ready.set()
+                        stop.wait(10)
+                        return  # closes the stream and the connection
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert ready.wait(10), "stream did not open"
+    assert sessions() == 1
+    stop.set()
+    reader.join(10)
+    deadline = time.monotonic() + 10
+    while sessions() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sessions() == 0, "the closed stream still counts as present"
