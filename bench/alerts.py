@@ -53,6 +53,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bench._db import drop_database
 from firmware_bridge.contract import Reading, SafetyEvent, SafetyLevel, TelemetryEvent
 from server.db.migrate import migrate
 from server.settings import MqttSettings
@@ -465,23 +466,9 @@ def main(argv: list[str] | None = None) -> int:
             stop_own_broker(own_broker)
         stand_in.server.shutdown()
         if not args.keep_db:
-            drop_database(admin, db_name)
+            drop_database(admin, db_name, progress, attempts=10)
     print(json.dumps(result, ensure_ascii=False))
     return 0 if result and result["missed"] == 0 else 1
-
-
-def drop_database(admin: str, name: str, attempts: int = 10) -> None:
-    """Drop the scratch database; TimescaleDB's background scheduler (another role) may hold it a moment."""
-    for attempt in range(attempts):
-        try:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except psycopg.Error as exc:
-            if attempt == attempts - 1:
-                progress(f"could not drop {name} ({exc}); drop it by hand")
-                return
-            time.sleep(1.0)
 
 
 def _telemetry_rows(dsn: str) -> int:

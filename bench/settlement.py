@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from bench._db import drop_database
 from firmware_bridge.residentid import check_char
 from server.db.migrate import migrate
 from server.subsidy import repository
@@ -238,21 +239,6 @@ def vacuum(dsn: str) -> None:
     log(f"vacuumed and analyzed in {time.perf_counter() - t0:.0f} s")
 
 
-def drop_database(admin: str, name: str, attempts: int = 60) -> None:
-    """Drop a benchmark database; a background worker of the server's own (autovacuum, TimescaleDB) may
-    hold it for a while, and only a superuser could end it."""
-    for attempt in range(attempts):
-        try:
-            with psycopg.connect(admin, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except psycopg.Error as exc:
-            if attempt == attempts - 1:
-                log(f"could not drop {name} ({exc}); drop it by hand")
-                return
-            time.sleep(1.0)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.settlement", description=__doc__.splitlines()[0])
     parser.add_argument("--points", type=int, default=10_000, help="province meal points (default 10,000)")
@@ -347,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             for name in names.values():
-                drop_database(admin, name)
+                drop_database(admin, name, log)
     assert by_point
     print(json.dumps({
         "taps": taps,

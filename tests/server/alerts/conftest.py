@@ -8,10 +8,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from .dbkit import Providers
 
 
 @dataclass
@@ -84,3 +87,21 @@ def provider_stub() -> Iterator[Stub]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+# dbkit imports this module, so these fixtures import it when they run.
+@pytest.fixture
+def point(tsdb_dsn: str, unique_point_id: str) -> dict[str, Any]:
+    """A placed meal point with its chain of contacts (caregiver, village officer, township leader)."""
+    from .dbkit import add_contacts, place_point
+
+    township_id, village_id = place_point(tsdb_dsn, unique_point_id)
+    people = add_contacts(tsdb_dsn, unique_point_id, township_id, village_id)
+    return {"id": unique_point_id, "township_id": township_id, "village_id": village_id, **people}
+
+
+@pytest.fixture
+def providers(provider_stub: Stub) -> Providers:
+    from .dbkit import Providers
+
+    return Providers(provider_stub)

@@ -25,7 +25,7 @@ from server.alerts.settings import AlertConfig
 from server.app import create_app
 from server.settings import DbSettings, Settings
 
-from .dbkit import add_contacts, bearer_headers, db, feed, leak, place_point
+from .dbkit import bearer_headers, db, feed, leak, place_point
 
 pytestmark = pytest.mark.integration
 
@@ -60,13 +60,6 @@ def make_app(dsn: str, clock: Clock, links: AckLinks) -> Any:
 @pytest.fixture
 def app(tsdb_dsn: str, clock: Clock, links: AckLinks) -> Any:
     return make_app(tsdb_dsn, clock, links)
-
-
-@pytest.fixture
-def point(tsdb_dsn: str, unique_point_id: str) -> dict[str, Any]:
-    township_id, village_id = place_point(tsdb_dsn, unique_point_id)
-    people = add_contacts(tsdb_dsn, unique_point_id, township_id, village_id)
-    return {"id": unique_point_id, "township_id": township_id, "village_id": village_id, **people}
 
 
 def open_leak(dsn: str, point: str, at: datetime) -> str:

@@ -18,10 +18,8 @@ from server.alerts.service import AlertActions, AlertEngine, Escalator
 from server.alerts.settings import AlertConfig
 from server.auth.scopes import Scope
 
-from .conftest import Stub
 from .dbkit import (
     Providers,
-    add_contacts,
     attempts_rows,
     db,
     event_kinds,
@@ -29,23 +27,11 @@ from .dbkit import (
     gas_reading,
     leak,
     minutes,
-    place_point,
 )
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)  # 11:00 in the county: lunch, no quiet hours
-
-
-@pytest.fixture
-def point(tsdb_dsn: str, unique_point_id: str) -> dict[str, str]:
-    township_id, village_id = place_point(tsdb_dsn, unique_point_id)
-    return {"id": unique_point_id, **add_contacts(tsdb_dsn, unique_point_id, township_id, village_id)}
-
-
-@pytest.fixture
-def providers(provider_stub: Stub) -> Providers:
-    return Providers(provider_stub)
 
 
 def make(point: str, providers: Providers, config: AlertConfig | None = None) -> tuple[AlertEngine, Escalator]:
