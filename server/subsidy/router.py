@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -74,6 +75,8 @@ SCOPE_AWARE_ROUTES = frozenset({
 })
 
 Admin = Annotated[Principal, Depends(require(Role.BUREAU_ADMIN))]
+# The SQL run splits the month over at most this many connections (one per core beyond that gains nothing).
+SQL_WORKERS_MAX = 4
 Staff = Annotated[Principal, Depends(require(Role.BUREAU_ADMIN, Role.TOWNSHIP_OFFICER, Role.VILLAGE_OFFICER,
                                              Role.CAREGIVER))]
 Audit = Annotated[Auditor, Depends(auditor)]
@@ -151,7 +154,11 @@ def create_run(month: str, request: Request, conn: Conn, who: Admin, audit: Audi
         if method == "pure":
             run_id, _ = service.settle_month(conn, m, by=who.actor, at=_now(request))
         else:
-            run_id, _ = service.settle_month_sql(conn, m, by=who.actor, at=_now(request))
+            # Split by local days over one connection of its own per core (exact: the rules that link
+            # taps never cross a local day); they read what this request's connection has committed.
+            run_id, _ = service.settle_month_sql(conn, m, by=who.actor, at=_now(request),
+                                                 dsn=request.app.state.settings.db.resolved_dsn(),
+                                                 workers=max(1, min(SQL_WORKERS_MAX, os.cpu_count() or 1)))
     except (SubsidyError, psycopg.errors.IntegrityConstraintViolation) as exc:
         conn.rollback()
         raise _http(exc) from exc
