@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from server import health
 from server.alerts.router import ack_router as alert_ack_router
@@ -17,7 +18,7 @@ from server.auth.deps import guard_points
 from server.auth.router import router as auth_router
 from server.checkins.router import router as checkins_router
 from server.db.pool import make_pool
-from server.errors import ConfigError
+from server.errors import ConfigError, NotFoundError
 from server.ledger.router import SCOPE_AWARE_ROUTES as LEDGER_SCOPE_AWARE_ROUTES
 from server.ledger.router import router as ledger_router
 from server.registry.elders_router import router as elders_router
@@ -62,12 +63,23 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = lambda: datet
     app.state.pool = pool
     app.state.clock = clock
     app.state.auth_settings = settings.auth
+    add_error_handlers(app)
     for router in OPEN_ROUTERS:
         app.include_router(router)
     guard = Depends(guard_points(scope_aware=SCOPE_AWARE_ROUTES))
     for router in GUARDED_ROUTERS:
         app.include_router(router, dependencies=[guard])
     return app
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=404)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """The server's own errors as HTTP answers, once for every router: a NotFoundError (no such meal
+    point, device, elder) is a 404 with its message."""
+    app.add_exception_handler(NotFoundError, _not_found)
 
 
 def main(argv: list[str] | None = None) -> int:

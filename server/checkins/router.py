@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from server.auth.deps import Auditor, auditor, require
 from server.auth.scopes import Principal, Role
 from server.db.pool import connection
-from server.errors import NotFoundError
 
 from . import service
 from .schemas import DeliveryIn, DeliveryOut, DinersOut, ServedOut
@@ -29,10 +28,7 @@ def diners(
     point_id: str, request: Request, conn: Conn,
     day: Annotated[date, Query(description="Local calendar day, YYYY-MM-DD")],
 ) -> DinersOut:
-    try:
-        return service.diners(conn, point_id, day, request.app.state.settings.api.timezone)
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return service.diners(conn, point_id, day, request.app.state.settings.api.timezone)
 
 
 @router.get("/{point_id}/served", response_model=ServedOut,
@@ -45,8 +41,6 @@ def served(
 ) -> ServedOut:
     try:
         return service.served(conn, point_id, start, end or start, request.app.state.settings.api.timezone, elders)
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
 
@@ -58,8 +52,6 @@ def record_delivery(point_id: str, spec: DeliveryIn, request: Request, conn: Con
     now = request.app.state.clock()
     try:
         out = service.record_delivery(conn, point_id, spec, now, request.app.state.settings.api.timezone)
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
     except service.DeliveryRefusedError as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     audit("diner.delivery", target=f"elder:{spec.elder_id}", point=point_id, meal=spec.meal.value, seq=out.seq,

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import psycopg
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 
 from server.auth.deps import CurrentScope
 from server.db.pool import connection
-from server.errors import NotFoundError
 
 from .schemas import DeviceOut, PointDetail, PointOut
 from .service import RegistryService
@@ -30,15 +29,9 @@ def list_points(request: Request, conn: Conn, scope: CurrentScope) -> list[Point
 
 @router.get("/{point_id}", response_model=PointDetail, summary="One meal point with device counts")
 def get_point(point_id: str, request: Request, conn: Conn) -> PointDetail:
-    try:
-        return _service(request).point(conn, point_id, request.app.state.clock())
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return _service(request).point(conn, point_id, request.app.state.clock())
 
 
 @router.get("/{point_id}/devices", response_model=list[DeviceOut], summary="Devices, last seen, online")
 def list_devices(point_id: str, request: Request, conn: Conn) -> list[DeviceOut]:
-    try:
-        return _service(request).devices(conn, point_id, request.app.state.clock())
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return _service(request).devices(conn, point_id, request.app.state.clock())

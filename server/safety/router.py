@@ -9,7 +9,6 @@ import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from server.db.pool import connection
-from server.errors import NotFoundError
 from server.safety.thresholds import LEVEL_RANK
 
 from . import service
@@ -39,17 +38,11 @@ def safety_events(
         raise HTTPException(status_code=422, detail="start and end need a time zone offset")
     if start >= end:
         raise HTTPException(status_code=422, detail="start must be before end")
-    try:
-        return service.events(conn, point_id, start, end, level, device_id, limit)
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return service.events(conn, point_id, start, end, level, device_id, limit)
 
 
 @router.get("/{point_id}/safety/state", response_model=PointSafety,
             summary="The current safety level of a point, each sensor device and each channel")
 def safety_state(point_id: str, request: Request, conn: Conn) -> PointSafety:
-    try:
-        return service.state(conn, point_id, request.app.state.clock(),
-                             request.app.state.settings.api.latest_lookback_hours)
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return service.state(conn, point_id, request.app.state.clock(),
+                         request.app.state.settings.api.latest_lookback_hours)

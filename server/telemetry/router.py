@@ -9,7 +9,6 @@ import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from server.db.pool import connection
-from server.errors import NotFoundError
 
 from . import service
 from .schemas import ReadingOut, SeriesOut
@@ -25,10 +24,7 @@ def latest_readings(
     hours: Annotated[int | None, Query(ge=1, le=24 * 366, description="Look-back window")] = None,
 ) -> list[ReadingOut]:
     lookback = hours or request.app.state.settings.api.latest_lookback_hours
-    try:
-        return service.latest(conn, point_id, request.app.state.clock(), lookback)
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return service.latest(conn, point_id, request.app.state.clock(), lookback)
 
 
 MAX_SERIES_DAYS = 400
@@ -48,7 +44,4 @@ def channel_series(
         raise HTTPException(status_code=422, detail="start and end need a time zone offset")
     if start >= end or end - start > timedelta(days=MAX_SERIES_DAYS):
         raise HTTPException(status_code=422, detail=f"start must be before end, at most {MAX_SERIES_DAYS} days")
-    try:
-        return service.series(conn, point_id, device_id, channel, start, end, bucket_s)
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return service.series(conn, point_id, device_id, channel, start, end, bucket_s)

@@ -10,7 +10,6 @@ import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from server.db.pool import connection
-from server.errors import NotFoundError
 
 from . import service
 from .crosscheck import Margin
@@ -43,8 +42,6 @@ def camera_meals(
     try:
         return service.camera_meals(conn, point_id, start, end or start, request.app.state.settings.api.timezone,
                                     margin)
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
 
@@ -55,10 +52,7 @@ def camera_occupancy(
     point_id: str, request: Request, conn: Conn,
     day: Annotated[date, Query(description="Local calendar day, YYYY-MM-DD")],
 ) -> OccupancyDayOut:
-    try:
-        return service.occupancy(conn, point_id, day, request.app.state.settings.api.timezone)
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return service.occupancy(conn, point_id, day, request.app.state.settings.api.timezone)
 
 
 @router.get("/{point_id}/camera/health", response_model=CameraHealthListOut,
@@ -67,7 +61,4 @@ def camera_health(
     point_id: str, request: Request, conn: Conn,
     hours: Annotated[int | None, Query(ge=1, le=24 * 31, description="Look-back; default from settings")] = None,
 ) -> CameraHealthListOut:
-    try:
-        return service.health(conn, point_id, request.app.state.clock(), hours or _settings(request).health_hours)
-    except NotFoundError as exc:
-        raise HTTPException(status_code=404, detail=str(exc)) from exc
+    return service.health(conn, point_id, request.app.state.clock(), hours or _settings(request).health_hours)

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from psycopg import sql
 from pydantic import SecretStr
 
-from server.app import GUARDED_ROUTERS, OPEN_ROUTERS, SCOPE_AWARE_ROUTES
+from server.app import GUARDED_ROUTERS, OPEN_ROUTERS, SCOPE_AWARE_ROUTES, add_error_handlers
 from server.auth import repository
 from server.auth.deps import Auditor, Conn, CurrentScope, auditor, guard_points
 from server.auth.schemas import UserCreate
@@ -85,6 +85,7 @@ def build_app(dsn: str, clock: Callable[[], datetime], settings: AuthSettings) -
     app.state.settings = Settings(db=DbSettings(dsn=SecretStr(dsn), pool_min=1, pool_max=4))
     app.state.clock = clock
     app.state.auth_settings = settings
+    add_error_handlers(app)
     # The production app's own router lists, so every router added later is covered by these tests.
     for router in OPEN_ROUTERS:
         app.include_router(router)
