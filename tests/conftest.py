@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,21 +110,40 @@ def tsdb_admin_dsn() -> str:
     return out.stdout.strip()
 
 
-@pytest.fixture(scope="session")
-def tsdb_dsn(tsdb_admin_dsn: str) -> Iterator[str]:
-    """A fresh database for this test session (timescaledb from template1), migrated to head."""
+@contextmanager
+def scratch_database(admin_dsn: str, prefix: str, migrated: bool = True) -> Iterator[str]:
+    """A database of its own (timescaledb from template1), migrated to head unless told not to; dropped
+    afterwards, retrying while TimescaleDB's own background worker (not ours to end) still holds it."""
     import psycopg
 
     from server.db.migrate import migrate
 
-    name = f"yangyi_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
+    name = f"yangyi_{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = tsdb_admin_dsn.rsplit("/", 1)[0] + "/" + name
-    migrate(dsn)
-    yield dsn
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+    try:
+        if migrated:
+            migrate(dsn)
+        yield dsn
+    finally:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                break
+            except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def tsdb_dsn(tsdb_admin_dsn: str) -> Iterator[str]:
+    """A fresh database for this test session, migrated to head."""
+    with scratch_database(tsdb_admin_dsn, "test") as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from firmware_bridge.sim.em4100 import encode_tap
 from firmware_bridge.sim.pty import Pty
 from server.subsidy.policy import EXAMPLE_POLICY_FILE, SubsidyPolicy, load_policies
 
+from ..conftest import scratch_database
 from .conftest import AGENT_ONLINE, db_query, wait_until
 
 pytestmark = pytest.mark.integration
@@ -37,32 +38,11 @@ CAMERA = "cam-door"
 FRAME_GAP_SECONDS = 0.03
 
 
-def drop_database(admin_dsn: str, name: str, timeout: float = 10.0) -> None:
-    """Drop a test database; retry while TimescaleDB's own background worker (not ours to end) holds it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with psycopg.connect(admin_dsn, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 @pytest.fixture
 def camera_dsn(tsdb_admin_dsn: str) -> Iterator[str]:
     """A migrated database of the test's own: the stored meal policy is global, so no other test's applies."""
-    from server.db.migrate import migrate
-
-    name = f"yangyi_cam_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = tsdb_admin_dsn.rsplit("/", 1)[0] + "/" + name
-    migrate(dsn)
-    yield dsn
-    drop_database(tsdb_admin_dsn, name)
+    with scratch_database(tsdb_admin_dsn, "cam") as dsn:
+        yield dsn
 
 
 def store_all_day_lunch_policy(dsn: str) -> None:

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from server.ingest.worker import IngestWorker
 from server.settings import DbSettings, IngestSettings, MqttSettings, Settings
 
-from ..conftest import query, wait_for  # noqa: F401 - re-exported: the server tests import them from here
+from ..conftest import query, scratch_database, wait_for  # noqa: F401 - re-exported: the server tests import them from here
 
 
 def end_session(account: Any, client_id: str) -> None:
@@ -115,23 +115,13 @@ def worker_factory(tsdb_dsn: str, mqtt_server_account: Any, unique_point_id: str
 @pytest.fixture
 def private_dsn(tsdb_admin_dsn: str) -> Iterator[str]:
     """A migrated database of this test's own, for tests that delete data across all points."""
-    from server.db.migrate import migrate
-
-    name = f"yangyi_priv_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = tsdb_admin_dsn.rsplit("/", 1)[0] + "/" + name
-    migrate(dsn)
-    yield dsn
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(tsdb_admin_dsn, "priv") as dsn:
+        yield dsn
 
 
 def bearer_headers(dsn: str, role: str = "bureau_viewer", **binding: Any) -> dict[str, str]:
     """Headers with a fresh integration token (county-wide bureau viewer unless told otherwise)."""
     from datetime import UTC, datetime
-
-    import psycopg
 
     from server.auth.schemas import TokenCreate
     from server.auth.service import AuthService

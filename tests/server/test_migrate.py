@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -11,17 +10,15 @@ import pytest
 
 from server.db.migrate import available, migrate
 
+from .conftest import scratch_database
+
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def empty_dsn(tsdb_admin_dsn: str) -> Iterator[str]:
-    name = f"yangyi_mig_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield tsdb_admin_dsn.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(tsdb_admin_dsn, "mig", migrated=False) as dsn:
+        yield dsn
 
 
 def test_applies_all_then_nothing(empty_dsn: str) -> None:

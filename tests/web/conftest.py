@@ -19,6 +19,8 @@ import pytest
 
 from server.web.seed import County, seed_county
 
+from ..conftest import scratch_database
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "web"
 CHROMIUM = os.environ.get("YANGYI_CHROMIUM", "/usr/bin/chromium")
@@ -93,45 +95,38 @@ def web_site(tsdb_admin_dsn: str, mqtt_server_account: Any) -> Iterator[WebSite]
     from pydantic import SecretStr
 
     from server.app import create_app
-    from server.db.migrate import migrate
     from server.settings import DbSettings, MqttSettings, Settings
 
-    name = f"yangyi_web_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = tsdb_admin_dsn.rsplit("/", 1)[0] + "/" + name
-    migrate(dsn)
-    now = datetime.now(UTC)
-    prefix = f"w{uuid.uuid4().hex[:4]}"
-    with psycopg.connect(dsn) as conn:
-        county = seed_county(conn, now, POINTS, DAYS, prefix=prefix, alert_fraction=0.15)
-        users = _make_users(conn, county, prefix)
-    acct = mqtt_server_account
-    settings = Settings(db=DbSettings(dsn=SecretStr(dsn)),
-                        mqtt=MqttSettings(host=acct.host, port=acct.port, username=acct.username,
-                                          password=SecretStr(acct.password)))
-    port = _free_port()
-    app = create_app(settings)
-    # Event streams never end by themselves: at shutdown give them 2 s, then cancel them.
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, name="web-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the web server did not start")
-        time.sleep(0.05)
-    try:
-        yield WebSite(f"http://127.0.0.1:{port}", dsn, county, users, now)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        feed = getattr(getattr(app.state, "alert_api", None), "feed", None)
-        if feed is not None:
-            feed.stop()  # its LISTEN connection, before the database goes
-        with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(tsdb_admin_dsn, "web") as dsn:
+        now = datetime.now(UTC)
+        prefix = f"w{uuid.uuid4().hex[:4]}"
+        with psycopg.connect(dsn) as conn:
+            county = seed_county(conn, now, POINTS, DAYS, prefix=prefix, alert_fraction=0.15)
+            users = _make_users(conn, county, prefix)
+        acct = mqtt_server_account
+        settings = Settings(db=DbSettings(dsn=SecretStr(dsn)),
+                            mqtt=MqttSettings(host=acct.host, port=acct.port, username=acct.username,
+                                              password=SecretStr(acct.password)))
+        port = _free_port()
+        app = create_app(settings)
+        # Event streams never end by themselves: at shutdown give them 2 s, then cancel them.
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                               timeout_graceful_shutdown=2))
+        thread = threading.Thread(target=server.run, name="web-uvicorn", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                pytest.fail("the web server did not start")
+            time.sleep(0.05)
+        try:
+            yield WebSite(f"http://127.0.0.1:{port}", dsn, county, users, now)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=15)
+            feed = getattr(getattr(app.state, "alert_api", None), "feed", None)
+            if feed is not None:
+                feed.stop()  # its LISTEN connection, before the database goes
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import io
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +13,8 @@ import psycopg
 import pytest
 
 from server.auth.cli import main
-from server.db.migrate import migrate
 
+from ..conftest import scratch_database
 from .conftest import Apps, rows
 
 pytestmark = pytest.mark.integration
@@ -25,14 +24,8 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="module")
 def fresh_dsn(tsdb_admin_dsn: str) -> Iterator[str]:
     """A database of its own: bootstrapping starts from no users at all."""
-    name = f"yangyi_auth_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = tsdb_admin_dsn.rsplit("/", 1)[0] + "/" + name
-    migrate(dsn)
-    yield dsn
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(tsdb_admin_dsn, "auth") as dsn:
+        yield dsn
 
 
 def run(dsn: str, *argv: str, stdin: str = "") -> tuple[int, str, str]:

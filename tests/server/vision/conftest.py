@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -13,6 +11,8 @@ import psycopg
 import pytest
 
 from server.subsidy.policy import EXAMPLE_POLICY_FILE, SubsidyPolicy, load_policies
+
+from ..conftest import scratch_database
 
 
 def store_policy(dsn: str, version: str, effective_from: date, windows: dict[str, tuple[str, str]]) -> None:
@@ -30,29 +30,8 @@ def store_policy(dsn: str, version: str, effective_from: date, windows: dict[str
             (policy.version, policy.effective_from, json.dumps(policy.canonical()), policy.content_hash))
 
 
-def drop_database(admin_dsn: str, name: str, timeout: float = 10.0) -> None:
-    """Drop a test database; retry while TimescaleDB's own background worker (not ours to end) holds it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with psycopg.connect(admin_dsn, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 @pytest.fixture(scope="module")
 def vision_dsn(tsdb_admin_dsn: str) -> Iterator[str]:
     """A fresh migrated database for this module: policies are global, so no other test's apply here."""
-    from server.db.migrate import migrate
-
-    name = f"yangyi_vision_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(tsdb_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = tsdb_admin_dsn.rsplit("/", 1)[0] + "/" + name
-    migrate(dsn)
-    yield dsn
-    drop_database(tsdb_admin_dsn, name)
+    with scratch_database(tsdb_admin_dsn, "vision") as dsn:
+        yield dsn
