@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -39,6 +37,7 @@ from pydantic import ValidationError
 from firmware_bridge.contract import Channel, PointChannel, TopicError, decode, device_filter, parse_topic, point_topic
 from server.errors import ConfigError
 from server.ingest.acks import ack_many
+from server.process import stop_on_signals
 from server.settings import Settings, load_settings
 
 from . import repository as repo
@@ -423,13 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.validate_config:
         print("settings OK")
         return 0
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    done = stop_on_signals()
     worker.start()
     while not done.wait(1.0):
         if not worker.alive:

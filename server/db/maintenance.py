@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import FrameType
 from typing import Any
 
 import psycopg
 
 from server.errors import ConfigError
+from server.process import stop_on_signals
 from server.settings import RetentionSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -101,13 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = stop_on_signals()
     compression_checked = False
     while True:
         try:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import signal
 import threading
-from types import FrameType
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -19,6 +17,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from firmware_bridge.contract import Channel, device_filter
 from server.errors import ConfigError
+from server.process import stop_on_signals
 from server.settings import Settings, load_settings
 
 from .acks import ack_many
@@ -162,13 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         print("settings OK")
         return 0
     tune_gc()
-    done = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    done = stop_on_signals()
     worker.start()
     while not done.wait(1.0):
         if not worker.writer.alive:
