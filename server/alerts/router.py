@@ -123,13 +123,22 @@ def _action_out(api: AlertApi, r: ActionResult) -> ActionOut:
 # ---- live streams --------------------------------------------------------------------------------------
 
 
-def _persons_of(conn: Conn, principal: Principal) -> list[str]:
+def persons_of(conn: Conn, principal: Principal) -> list[str]:
+    """The alert contacts a signed-in user is: their in-app messages come on the user's streams."""
     if principal.kind is not PrincipalKind.USER:
         return []
     return repo.contact_ids_of_user(conn, principal.id)
 
 
-async def _stream(request: Request, api: AlertApi, points: list[str] | None, persons: list[str]) -> AsyncIterator[str]:
+# How often a quiet stream checks that its client is still there (and the server not shutting down).
+DISCONNECT_POLL_SECONDS = 1.0
+
+
+async def event_stream(request: Request, api: AlertApi, points: list[str] | None,
+                       persons: list[str]) -> AsyncIterator[str]:
+    """Server-sent events of alert changes at `points` (None: every point) and of in-app messages to
+    `persons`, for the API and the dashboard pages alike. While it is open the persons count as present
+    for the in-app channel; the presence goes with the stream."""
     feed = api.live_feed()
     sub = feed.subscribe(points, persons)
     if not feed.alive:  # it went idle just now: take the next one
@@ -139,29 +148,32 @@ async def _stream(request: Request, api: AlertApi, points: list[str] | None, per
     session_id = uuid.uuid4().hex
     clock = request.app.state.clock
 
-    def touch() -> None:
+    def presence(touch: bool) -> None:
         with psycopg.connect(api.dsn, connect_timeout=5) as c:
             for person in persons:
-                repo.touch_presence(c, f"{session_id}:{person}", person, clock())
-
-    def drop() -> None:
-        with psycopg.connect(api.dsn, connect_timeout=5) as c:
-            for person in persons:
-                repo.drop_presence(c, f"{session_id}:{person}")
+                if touch:
+                    repo.touch_presence(c, f"{session_id}:{person}", person, clock())
+                else:
+                    repo.drop_presence(c, f"{session_id}:{person}")
 
     try:
         if persons:
-            await run_in_threadpool(touch)
+            await run_in_threadpool(presence, True)
         await asyncio.to_thread(feed.listening.wait, 5.0)
         yield ": connected\n\n"
+        quiet_s = 0.0
         while not await request.is_disconnected():
             try:
-                seq, kind, data = await asyncio.wait_for(sub.queue.get(), timeout=KEEPALIVE_SECONDS)
+                seq, kind, data = await asyncio.wait_for(sub.queue.get(), timeout=DISCONNECT_POLL_SECONDS)
             except TimeoutError:
-                if persons:
-                    await run_in_threadpool(touch)
-                yield ": keep-alive\n\n"
+                quiet_s += DISCONNECT_POLL_SECONDS
+                if quiet_s >= KEEPALIVE_SECONDS:
+                    quiet_s = 0.0
+                    if persons:
+                        await run_in_threadpool(presence, True)
+                    yield ": keep-alive\n\n"
                 continue
+            quiet_s = 0.0
             yield format_event(seq, kind, data)
     finally:
         feed.unsubscribe(sub)
@@ -169,27 +181,27 @@ async def _stream(request: Request, api: AlertApi, points: list[str] | None, per
             # A stream ends by cancellation when its client goes: shield the clean-up from it, or the
             # person would count as present (for the in-app channel) until the presence window ran out.
             with anyio.CancelScope(shield=True):
-                await run_in_threadpool(drop)
+                await run_in_threadpool(presence, False)
 
 
-_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @router.get("/alerts/stream", summary="Server-sent events: every alert change in the county")
 def alerts_stream(request: Request, conn: Conn, api: Api, principal: CurrentPrincipal) -> StreamingResponse:
-    persons = _persons_of(conn, principal)
+    persons = persons_of(conn, principal)
     conn.commit()
-    return StreamingResponse(_stream(request, api, None, persons), media_type="text/event-stream",
-                             headers=_SSE_HEADERS)
+    return StreamingResponse(event_stream(request, api, None, persons), media_type="text/event-stream",
+                             headers=SSE_HEADERS)
 
 
 @router.get("/points/{point_id}/alerts/stream", summary="Server-sent events: this meal point's alert changes")
 def point_alerts_stream(point_id: str, request: Request, conn: Conn, api: Api,
                         principal: CurrentPrincipal) -> StreamingResponse:
-    persons = _persons_of(conn, principal)
+    persons = persons_of(conn, principal)
     conn.commit()
-    return StreamingResponse(_stream(request, api, [point_id], persons), media_type="text/event-stream",
-                             headers=_SSE_HEADERS)
+    return StreamingResponse(event_stream(request, api, [point_id], persons), media_type="text/event-stream",
+                             headers=SSE_HEADERS)
 
 
 # ---- lists and details ----------------------------------------------------------------------------

@@ -7,18 +7,14 @@ only inside the caller's scope (a point outside it is "not found", as in the API
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-import anyio
 import psycopg
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response, StreamingResponse
@@ -26,11 +22,12 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from server.alerts import repository as alerts_repository
-from server.alerts.router import alert_api
-from server.alerts.sse import KEEPALIVE_SECONDS, format_event
+from server.alerts.router import SSE_HEADERS, alert_api
+from server.alerts.router import event_stream as alert_event_stream
+from server.alerts.router import persons_of as alerts_persons_of
 from server.auth import repository as auth_repository
 from server.auth.deps import OptionalPrincipal, auth_service, auth_settings, now, optional_principal
-from server.auth.scopes import Principal, PrincipalKind, Role, Scope, masker_for, scope_for
+from server.auth.scopes import Principal, Role, Scope, masker_for, scope_for
 from server.db.pool import connection
 from server.ledger.calendar import month_bounds
 from server.ledger.router import ledger_service
@@ -195,7 +192,6 @@ def point_page(point_id: str, request: Request, conn: Conn, user: User) -> HTMLR
 
 # ---- alerts -------------------------------------------------------------------------------------------
 
-DISCONNECT_POLL_SECONDS = 1.0
 ACTING_ROLES = frozenset({Role.BUREAU_ADMIN, Role.TOWNSHIP_OFFICER, Role.VILLAGE_OFFICER, Role.CAREGIVER})
 ALERT_STATES = ("open", "acknowledged", "resolved")
 ALERT_HAZARDS = ("gas", "electric", "device", "diners", "other")
@@ -243,7 +239,8 @@ def alert_timeline(point_id: str, alert_id: str, request: Request, conn: Conn, u
 
 @router.get("/events/alerts")
 async def alert_events(request: Request) -> StreamingResponse:
-    """Server-sent events of alert changes in the caller's scope (the alerts API's live feed).
+    """Server-sent events of alert changes in the caller's scope and of the caller's in-app messages
+    (the alerts API's stream).
 
     The session is checked with a connection held only for that: a stream may stay open for hours.
     """
@@ -254,60 +251,15 @@ async def alert_events(request: Request) -> StreamingResponse:
                 return None, None, []
             scope = scope_for(principal)
             points = None if scope.county else [p["id"] for p in service.repository.points(conn, scope)]
-            # The alert contacts this user is: their in-app messages come on this stream too.
-            persons = (alerts_repository.contact_ids_of_user(conn, principal.id)
-                       if principal.kind is PrincipalKind.USER else [])
+            persons = alerts_persons_of(conn, principal)
             conn.commit()
             return principal, points, persons
 
     principal, points, persons = await run_in_threadpool(who)
     if principal is None:
         raise HTTPException(401, "not signed in")
-    api = alert_api(request)
-    feed = api.live_feed()
-    session_id = f"web:{uuid.uuid4().hex}"
-    clock = request.app.state.clock
-
-    def presence(touch: bool) -> None:
-        """While this page is open the person counts as present for the in-app channel (and not after)."""
-        with psycopg.connect(api.dsn, connect_timeout=5) as c:
-            for person in persons:
-                if touch:
-                    alerts_repository.touch_presence(c, f"{session_id}:{person}", person, clock())
-                else:
-                    alerts_repository.drop_presence(c, f"{session_id}:{person}")
-
-    async def stream() -> AsyncIterator[str]:
-        sub = feed.subscribe(points, persons)
-        try:
-            if persons:
-                await run_in_threadpool(presence, True)
-            await asyncio.to_thread(feed.listening.wait, 5.0)
-            yield ": connected\n\n"
-            quiet_s = 0.0
-            while not await request.is_disconnected():
-                # Wake every second to notice a client that went away (and a server shutting down).
-                try:
-                    seq, kind, data = await asyncio.wait_for(sub.queue.get(), timeout=DISCONNECT_POLL_SECONDS)
-                except TimeoutError:
-                    quiet_s += DISCONNECT_POLL_SECONDS
-                    if quiet_s >= KEEPALIVE_SECONDS:
-                        quiet_s = 0.0
-                        if persons:
-                            await run_in_threadpool(presence, True)
-                        yield ": keep-alive\n\n"
-                    continue
-                quiet_s = 0.0
-                yield format_event(seq, kind, data)
-        finally:
-            feed.unsubscribe(sub)
-            if persons:
-                # The stream ends by cancellation when the client goes: shield the clean-up from it.
-                with anyio.CancelScope(shield=True):
-                    await run_in_threadpool(presence, False)
-
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(alert_event_stream(request, alert_api(request), points, persons),
+                             media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 # ---- registry and ledger of a meal point ----------------------------------------------------------------
