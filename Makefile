@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DEPLOY := deploy/native
 
-.PHONY: run stop test install services scratch-broker browser migrate lint asyncapi bench-ingest bench-checkin bench-safety bench-alerts bench-settlement bench-vision bench-dashboard
+.PHONY: run stop test install services browser migrate lint asyncapi bench-ingest bench-checkin bench-safety bench-alerts bench-settlement bench-vision bench-dashboard
 
 install:
 	bash $(DEPLOY)/bootstrap.sh
@@ -13,13 +13,10 @@ services: install
 	bash $(DEPLOY)/mosquitto.sh install
 	bash $(DEPLOY)/timescaledb.sh install
 
-# Benchmarks that publish through a shared broker use a scratch one (same script and configuration,
-# port 18831, the test suite's), never make run's: their traffic would otherwise queue in make run's
-# persistent sessions. bench-alerts starts an empty broker of its own; bench-checkin runs private ones.
-SCRATCH_BROKER := YANGYI_MQTT_PORT=18831 YANGYI_MQTT_DIR=$${YANGYI_STATE_DIR:-/var/lib/yangyi}/mosquitto-test
-
-scratch-broker: services
-	$(SCRATCH_BROKER) bash $(DEPLOY)/mosquitto.sh install
+# Benchmarks that publish through a shared broker use the scratch one (deploy/native/common.sh), never
+# make run's: their traffic would otherwise queue in make run's persistent sessions. bench-alerts starts an
+# empty broker of its own; bench-checkin runs private ones.
+SCRATCH_BROKER := bash $(DEPLOY)/with-scratch-broker.sh
 
 migrate: services
 	$(VENV)/bin/yangyi-migrate --dsn "$$(bash $(DEPLOY)/timescaledb.sh dsn)"
@@ -45,13 +42,13 @@ lint: install
 asyncapi: install
 	$(VENV)/bin/yangyi-asyncapi --output docs/asyncapi.yaml
 
-bench-ingest: migrate scratch-broker
+bench-ingest: migrate
 	$(SCRATCH_BROKER) $(PY) -m bench.ingest
 
 bench-checkin: migrate
 	$(PY) -m bench.checkin
 
-bench-safety: scratch-broker
+bench-safety: services
 	$(SCRATCH_BROKER) $(PY) -m bench.safety
 
 bench-alerts: migrate

@@ -10,6 +10,10 @@ YANGYI_DB_PASSWORD_FILE=${YANGYI_DB_PASSWORD_FILE:-$YANGYI_STATE_DIR/secrets/db_
 YANGYI_MQTT_PORT=${YANGYI_MQTT_PORT:-18830}
 YANGYI_PG_MAJOR=${YANGYI_PG_MAJOR:-17}
 YANGYI_TRIXIE_ROOT=${YANGYI_TRIXIE_ROOT:-$YANGYI_STATE_DIR/trixie-root}
+# The scratch broker: the test suite's and the publishing benchmarks' (same script and configuration as the
+# real one), so their traffic never queues in the persistent sessions of make run's or production's broker.
+YANGYI_SCRATCH_MQTT_PORT=${YANGYI_SCRATCH_MQTT_PORT:-18831}
+YANGYI_SCRATCH_MQTT_DIR=${YANGYI_SCRATCH_MQTT_DIR:-$YANGYI_STATE_DIR/mosquitto-test}
 
 log() { printf '[yangyi-deploy] %s\n' "$*" >&2; }
 

@@ -4,16 +4,11 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 VENV=${YANGYI_VENV:-$root/.venv}
-# The suite gets a broker of its own, started empty each run on its own port: test traffic and test
-# accounts never reach the broker that `make run` (or production) uses, and no persistent session
-# there queues them. Same configuration, same server account, from the same script.
-. "$root/deploy/native/common.sh"
-set +e
-export YANGYI_MQTT_PORT=${YANGYI_TEST_MQTT_PORT:-18831}
-export YANGYI_MQTT_DIR=${YANGYI_TEST_MQTT_DIR:-$YANGYI_STATE_DIR/mosquitto-test}
-bash "$root/deploy/native/mosquitto.sh" stop || exit 1
-rm -rf "$YANGYI_MQTT_DIR"
-bash "$root/deploy/native/mosquitto.sh" install || exit 1
+# The suite gets the scratch broker (common.sh), emptied each run: test traffic and test accounts never
+# reach the broker that `make run` (or production) uses, and no persistent session there queues them.
+if [ "${YANGYI_MQTT_DIR:-}" != "$(. "$root/deploy/native/common.sh"; echo "$YANGYI_SCRATCH_MQTT_DIR")" ]; then
+  exec bash "$root/deploy/native/with-scratch-broker.sh" --fresh bash "$0" "$@"
+fi
 "$VENV/bin/ruff" check edge server firmware_bridge tests bench || exit 1
 "$VENV/bin/mypy" || exit 1
 "$VENV/bin/pytest" "$@"
